@@ -1,0 +1,104 @@
+"""Settings for each Lambda function, read once from the environment (`LOGFAN_*`).
+
+The local runtime builds the same models directly from `ResourceNames`, so AWS and the laptop
+share one definition of every knob.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "ConsolidatorSettings",
+    "FanOutSettings",
+    "ParserSettings",
+    "ResourceNames",
+    "TableSettings",
+]
+
+LAMBDA_ASYNC_PAYLOAD_LIMIT = 1_048_576
+"""Lambda's asynchronous (`Event`) invoke payload limit, in bytes (1 MB since 2025)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceNames:
+    """Physical names derived from the stack prefix, exactly as `infra/template.yaml` names them."""
+
+    prefix: str = "logfan"
+
+    @property
+    def stream(self) -> str:
+        return f"{self.prefix}-logs"
+
+    @property
+    def config_table(self) -> str:
+        return f"{self.prefix}-config"
+
+    @property
+    def batches_table(self) -> str:
+        return f"{self.prefix}-batches"
+
+    @property
+    def matches_table(self) -> str:
+        return f"{self.prefix}-matches"
+
+    @property
+    def poison_queue(self) -> str:
+        return f"{self.prefix}-poison"
+
+    @property
+    def fan_out_function(self) -> str:
+        return f"{self.prefix}-fan-out"
+
+    @property
+    def parser_function(self) -> str:
+        return f"{self.prefix}-parser"
+
+    @property
+    def consolidator_function(self) -> str:
+        return f"{self.prefix}-consolidator"
+
+
+class TableSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOGFAN_", frozen=True, extra="ignore")
+
+    config_table: str = Field(min_length=3)
+    batches_table: str = Field(min_length=3)
+    matches_table: str = Field(min_length=3)
+    tracking_ttl_days: int = Field(default=7, ge=1)
+    match_ttl_days: int = Field(default=30, ge=1)
+
+
+class FanOutSettings(TableSettings):
+    parser_function: str = Field(min_length=1)
+    consolidator_function: str = Field(min_length=1)
+    poison_queue_url: str = Field(min_length=1)
+    max_invoke_payload_bytes: int = Field(default=LAMBDA_ASYNC_PAYLOAD_LIMIT, ge=4096)
+    payload_safety_bytes: int = Field(default=64 * 1024, ge=0)
+    """Head-room under the invoke limit for what Lambda adds around the payload."""
+    invoke_concurrency: int = Field(default=16, ge=1, le=256)
+    invoke_max_attempts: int = Field(default=3, ge=1, le=10)
+    invoke_backoff_s: float = Field(default=0.2, ge=0)
+    max_decompressed_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    owner_cache_ttl_s: float = Field(default=60.0, ge=0)
+
+    @property
+    def payload_budget_bytes(self) -> int:
+        return self.max_invoke_payload_bytes - self.payload_safety_bytes
+
+
+class ParserSettings(TableSettings):
+    consolidator_function: str = Field(min_length=1)
+    rule_timeout_ms: int = Field(default=100, ge=1)
+    rule_budget_ms: int = Field(default=2000, ge=1)
+    rules_cache_ttl_s: float = Field(default=60.0, ge=0)
+    notification_samples: int = Field(default=3, ge=1, le=20)
+    invoke_max_attempts: int = Field(default=3, ge=1, le=10)
+    invoke_backoff_s: float = Field(default=0.2, ge=0)
+
+
+class ConsolidatorSettings(TableSettings):
+    pass

@@ -1,0 +1,59 @@
+"""Every error logfan raises on purpose derives from `LogfanError`."""
+
+from __future__ import annotations
+
+__all__ = [
+    "BatchConflictError",
+    "ConfigurationError",
+    "DeliveryError",
+    "InvokeError",
+    "LogfanError",
+    "PoisonRecordError",
+    "RulesFileError",
+    "StoreError",
+    "TransientStoreError",
+]
+
+
+class LogfanError(Exception):
+    """Base of all logfan errors."""
+
+
+class PoisonRecordError(LogfanError):
+    """A Kinesis record that can never be decoded; `reason` says why in one line."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RulesFileError(LogfanError):
+    """A rules file that cannot be loaded; the message names the entry and the field."""
+
+
+class ConfigurationError(LogfanError):
+    """Settings or wiring that make a function unable to run at all."""
+
+
+class StoreError(LogfanError):
+    """A DynamoDB call failed for a reason retrying will not fix."""
+
+
+class TransientStoreError(StoreError):
+    """A DynamoDB call failed after bounded retries (throttling, 5xx); the caller may retry later."""
+
+
+class BatchConflictError(StoreError):
+    """A conditional write lost against another writer (the state moved under us)."""
+
+
+class InvokeError(LogfanError):
+    """An asynchronous Lambda invoke failed after bounded retries."""
+
+
+class DeliveryError(LogfanError):
+    """A notification could not be delivered; `permanent` ones (4xx, bad target) are not retried."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent

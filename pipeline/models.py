@@ -1,0 +1,275 @@
+"""Domain models shared by the handlers, the pure core and the adapters.
+
+CloudWatch Logs and Lambda field names (camelCase) are kept as aliases so the models read the wire
+formats directly while our own code uses snake_case.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+__all__ = [
+    "IDENTIFIER_PATTERN",
+    "BatchRecord",
+    "BatchStatus",
+    "BatchSummary",
+    "Channel",
+    "ChannelType",
+    "Customer",
+    "LogEvent",
+    "LogsMessage",
+    "Match",
+    "Notification",
+    "PoisonRecord",
+    "Rule",
+    "RuleStats",
+    "StreamEvents",
+    "SubTask",
+    "SubTaskPayload",
+    "SubTaskRecord",
+    "SubTaskStatus",
+]
+
+IDENTIFIER_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+ACCOUNT_PATTERN = r"^\d{12}$"
+
+
+def _id_to_str(value: Any) -> Any:
+    """moto (and some hand-made captures) send numeric event ids; AWS sends digit strings."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class _Stored(BaseModel):
+    """Read back from a table: storage attributes (keys, TTL) are ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class LogEvent(_Frozen):
+    """One CloudWatch Logs event; a multi-line message is still one event."""
+
+    id: Annotated[str, BeforeValidator(_id_to_str)] = Field(min_length=1)
+    timestamp: int
+    message: str
+
+
+class LogsMessage(BaseModel):
+    """A decoded CloudWatch Logs subscription message (one Kinesis record)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    message_type: Literal["DATA_MESSAGE", "CONTROL_MESSAGE"] = Field(alias="messageType")
+    owner: str
+    log_group: str = Field(alias="logGroup")
+    log_stream: str = Field(alias="logStream")
+    subscription_filters: list[str] = Field(alias="subscriptionFilters")
+    log_events: list[LogEvent] = Field(alias="logEvents")
+
+    @property
+    def is_control(self) -> bool:
+        return self.message_type == "CONTROL_MESSAGE"
+
+
+class PoisonRecord(_Frozen):
+    """A Kinesis record that cannot be decoded: set aside, never retried."""
+
+    event_id: str
+    sequence_number: str
+    shard_id: str
+    reason: str
+    data_prefix: str = Field(description="The first bytes of the record's base64 data, for diagnosis.")
+    batch_id: str = ""
+
+
+class ChannelType(enum.StrEnum):
+    SLACK = "slack"
+    WEBHOOK = "webhook"
+    SNS = "sns"
+
+
+class Channel(_Frozen):
+    channel_id: str = Field(pattern=IDENTIFIER_PATTERN)
+    type: ChannelType
+    url: str | None = None
+    topic_arn: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _https_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("url must be an http(s) URL")
+        return value
+
+    def model_post_init(self, __context: Any) -> None:
+        if self.type in (ChannelType.SLACK, ChannelType.WEBHOOK) and not self.url:
+            raise ValueError(f"channel {self.channel_id!r} of type {self.type.value} needs a url")
+        if self.type is ChannelType.SNS and not (self.topic_arn and self.topic_arn.startswith("arn:")):
+            raise ValueError(f"channel {self.channel_id!r} of type sns needs a topic_arn")
+
+
+class Customer(_Frozen):
+    customer_id: str = Field(pattern=IDENTIFIER_PATTERN)
+    name: str = ""
+    accounts: list[Annotated[str, Field(pattern=ACCOUNT_PATTERN)]] = Field(default_factory=list)
+    channels: list[Channel] = Field(default_factory=list)
+
+
+class Rule(_Frozen):
+    customer_id: str = Field(pattern=IDENTIFIER_PATTERN)
+    rule_id: str = Field(pattern=IDENTIFIER_PATTERN)
+    name: str = ""
+    patterns: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(min_length=1, max_length=32)
+    match: Literal["any", "all"] = "any"
+    ignore_case: bool = False
+    log_groups: list[str] = Field(default_factory=list)
+    channel: str = Field(pattern=IDENTIFIER_PATTERN)
+    version: int = 1
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.rule_id
+
+
+class StreamEvents(_Frozen):
+    """The events of one log stream of one owner, as they travel to a parser."""
+
+    owner: str
+    log_group: str
+    log_stream: str
+    events: list[LogEvent]
+
+
+class SubTaskPayload(_Frozen):
+    """What the fan-out sends to one parser invocation."""
+
+    batch_id: str
+    subtask_id: str
+    customer_id: str
+    streams: list[StreamEvents]
+
+    @property
+    def event_count(self) -> int:
+        return sum(len(stream.events) for stream in self.streams)
+
+
+class SubTask(_Frozen):
+    """A planned sub-task: its payload and the Kinesis records whose events it carries."""
+
+    payload: SubTaskPayload
+    sequence_numbers: frozenset[str]
+
+
+class BatchStatus(enum.StrEnum):
+    OPEN = "open"
+    COMPLETE = "complete"
+
+
+class SubTaskStatus(enum.StrEnum):
+    PENDING = "pending"
+    FINISHED = "finished"
+    REQUEUED = "requeued"
+    """The invoke failed for good; its records were reported to Kinesis for redelivery."""
+
+
+class RuleStats(_Frozen):
+    matches: int = 0
+    timeouts: int = 0
+    errors: int = 0
+    skipped_lines: int = 0
+
+
+class SubTaskRecord(_Stored):
+    """A sub-task as tracked in the batches table."""
+
+    batch_id: str
+    subtask_id: str
+    customer_id: str
+    status: SubTaskStatus
+    events: int
+    matches: int = 0
+    notified: int = 0
+    """Matches this sub-task notified first (the rest were already notified elsewhere)."""
+    rule_stats: dict[str, RuleStats] = Field(default_factory=dict)
+
+
+class BatchRecord(_Stored):
+    batch_id: str
+    status: BatchStatus
+    total_tasks: int
+    finished_tasks: int
+    created_at: int
+    finished_at: int | None = None
+    records: int = 0
+    events: int = 0
+    rejected_records: int = 0
+    control_records: int = 0
+    unclaimed_events: int = 0
+    summary: BatchSummary | None = None
+
+
+class BatchSummary(_Frozen):
+    """What the consolidator writes once a batch is complete."""
+
+    batch_id: str
+    status: BatchStatus
+    total_tasks: int
+    finished_tasks: int
+    requeued_tasks: int
+    records: int
+    events: int
+    matches: int
+    notified_matches: int
+    rejected_records: int
+    control_records: int
+    unclaimed_events: int
+    matches_by_rule: dict[str, int]
+    rule_timeouts: dict[str, int]
+    created_at: int
+    finished_at: int
+
+
+class Match(_Frozen):
+    """One (customer, rule, log event) hit; `match_key` is its identity everywhere."""
+
+    customer_id: str
+    rule_id: str
+    event_id: str
+    owner: str
+    log_group: str
+    log_stream: str
+    timestamp: int
+    message: str
+
+    @property
+    def match_key(self) -> str:
+        return f"{self.customer_id}#{self.rule_id}#{self.event_id}"
+
+
+class Notification(_Frozen):
+    """One message to a channel about one rule's matches within one sub-task."""
+
+    notification_id: str
+    customer_id: str
+    rule_id: str
+    rule_name: str
+    channel_id: str
+    channel_type: ChannelType
+    batch_id: str
+    subtask_id: str
+    count: int
+    log_groups: list[str]
+    first_timestamp: int
+    last_timestamp: int
+    samples: list[Match]
+
+
+BatchRecord.model_rebuild()
