@@ -1,0 +1,221 @@
+"""The composition root: the one place that builds clients and wires ports to adapters.
+
+On AWS each handler asks for its dependencies once per container (settings from the
+environment, boto3 clients with standard retries). The local runtime wires the same builders to
+its own clients and installs them with `install`, so the handlers run unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from aws_lambda_powertools import Metrics
+from botocore.config import Config
+from pydantic import ValidationError
+
+from pipeline.adapters.dynamodb_config import DynamoDBConfigStore
+from pipeline.adapters.dynamodb_matches import DynamoDBMatchStore
+from pipeline.adapters.dynamodb_tracking import DynamoDBTrackingStore
+from pipeline.adapters.lambda_invoker import LambdaInvoker
+from pipeline.adapters.notifiers import ChannelNotifier, UrllibPoster
+from pipeline.adapters.sqs_rejects import SqsRejectSink
+from pipeline.config import ConsolidatorSettings, FanOutSettings, ParserSettings
+from pipeline.errors import ConfigurationError
+from pipeline.fanout import FanOutDeps
+from pipeline.matching import MatchLimits
+from pipeline.observability import SERVICE, PowertoolsMetrics
+from pipeline.parsing import ParserDeps
+from pipeline.ports import Clock, FunctionInvoker, MetricsSink, Notifier, RejectSink
+from pipeline.rules_cache import CustomerRulesCache, OwnerCache
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+__all__ = [
+    "ConsolidatorDeps",
+    "SystemClock",
+    "Wiring",
+    "build_consolidator",
+    "build_fan_out",
+    "build_parser",
+    "consolidator_deps",
+    "fan_out_deps",
+    "install",
+    "parser_deps",
+]
+
+SDK_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=3, read_timeout=10)
+"""boto3's standard retry mode: bounded exponential backoff with jitter on throttling and 5xx."""
+
+
+class SystemClock:
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ConsolidatorDeps:
+    tracking: DynamoDBTrackingStore
+    metrics: MetricsSink
+    clock: Clock
+
+
+def build_fan_out(
+    settings: FanOutSettings,
+    dynamodb: DynamoDBClient,
+    invoker: FunctionInvoker,
+    rejects: RejectSink,
+    metrics: MetricsSink,
+    clock: Clock,
+) -> FanOutDeps:
+    return FanOutDeps(
+        tracking=DynamoDBTrackingStore(dynamodb, settings.batches_table),
+        owners=OwnerCache(DynamoDBConfigStore(dynamodb, settings.config_table), settings.owner_cache_ttl_s),
+        invoker=invoker,
+        rejects=rejects,
+        metrics=metrics,
+        clock=clock,
+        parser_function=settings.parser_function,
+        consolidator_function=settings.consolidator_function,
+        payload_budget_bytes=settings.payload_budget_bytes,
+        max_decompressed_bytes=settings.max_decompressed_bytes,
+        invoke_concurrency=settings.invoke_concurrency,
+        invoke_max_attempts=settings.invoke_max_attempts,
+        invoke_backoff_s=settings.invoke_backoff_s,
+        tracking_ttl_days=settings.tracking_ttl_days,
+    )
+
+
+def build_parser(
+    settings: ParserSettings,
+    dynamodb: DynamoDBClient,
+    invoker: FunctionInvoker,
+    notifier: Notifier,
+    metrics: MetricsSink,
+    clock: Clock,
+) -> ParserDeps:
+    limits = MatchLimits(
+        per_line_timeout_s=settings.rule_timeout_ms / 1000,
+        per_invocation_budget_s=settings.rule_budget_ms / 1000,
+    )
+    return ParserDeps(
+        tracking=DynamoDBTrackingStore(dynamodb, settings.batches_table),
+        rules=CustomerRulesCache(
+            DynamoDBConfigStore(dynamodb, settings.config_table), settings.rules_cache_ttl_s, limits
+        ),
+        matches=DynamoDBMatchStore(dynamodb, settings.matches_table),
+        notifier=notifier,
+        invoker=invoker,
+        metrics=metrics,
+        clock=clock,
+        consolidator_function=settings.consolidator_function,
+        notification_samples=settings.notification_samples,
+        tracking_ttl_days=settings.tracking_ttl_days,
+        match_ttl_days=settings.match_ttl_days,
+        invoke_max_attempts=settings.invoke_max_attempts,
+        invoke_backoff_s=settings.invoke_backoff_s,
+    )
+
+
+def build_consolidator(
+    settings: ConsolidatorSettings, dynamodb: DynamoDBClient, metrics: MetricsSink, clock: Clock
+) -> ConsolidatorDeps:
+    return ConsolidatorDeps(
+        tracking=DynamoDBTrackingStore(dynamodb, settings.batches_table), metrics=metrics, clock=clock
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Wiring:
+    """Dependencies for every function; the local runtime installs one of these."""
+
+    fan_out: FanOutDeps
+    parser: ParserDeps
+    consolidator: ConsolidatorDeps
+
+
+_installed: Wiring | None = None
+_install_lock = threading.Lock()
+
+
+@contextmanager
+def install(wiring: Wiring) -> Iterator[Wiring]:
+    """Make the handlers use `wiring` (the local runtime, tests) until the block exits."""
+    global _installed
+    with _install_lock:
+        previous, _installed = _installed, wiring
+    try:
+        yield wiring
+    finally:
+        with _install_lock:
+            _installed = previous
+
+
+def _settings(model: type[Any]) -> Any:
+    try:
+        return model()
+    except ValidationError as exc:
+        missing = ", ".join(f"LOGFAN_{'.'.join(str(p) for p in e['loc']).upper()}" for e in exc.errors())
+        raise ConfigurationError(f"{model.__name__}: missing or invalid environment variables: {missing}") from exc
+
+
+def _region() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+@functools.cache
+def _aws_metrics() -> PowertoolsMetrics:
+    return PowertoolsMetrics(Metrics(service=SERVICE))
+
+
+@functools.cache
+def _aws_fan_out() -> FanOutDeps:
+    settings: FanOutSettings = _settings(FanOutSettings)
+    lambda_client = boto3.client("lambda", config=Config(retries={"mode": "standard", "max_attempts": 3}))
+    return build_fan_out(
+        settings,
+        boto3.client("dynamodb", config=SDK_CONFIG),
+        LambdaInvoker(lambda_client, settings.max_invoke_payload_bytes),
+        SqsRejectSink(boto3.client("sqs", config=SDK_CONFIG), settings.poison_queue_url),
+        _aws_metrics(),
+        SystemClock(),
+    )
+
+
+@functools.cache
+def _aws_parser() -> ParserDeps:
+    settings: ParserSettings = _settings(ParserSettings)
+    return build_parser(
+        settings,
+        boto3.client("dynamodb", config=SDK_CONFIG),
+        LambdaInvoker(boto3.client("lambda", config=SDK_CONFIG)),
+        ChannelNotifier(UrllibPoster(), boto3.client("sns", config=SDK_CONFIG), _region()),
+        _aws_metrics(),
+        SystemClock(),
+    )
+
+
+@functools.cache
+def _aws_consolidator() -> ConsolidatorDeps:
+    settings: ConsolidatorSettings = _settings(ConsolidatorSettings)
+    return build_consolidator(settings, boto3.client("dynamodb", config=SDK_CONFIG), _aws_metrics(), SystemClock())
+
+
+def fan_out_deps() -> FanOutDeps:
+    return _installed.fan_out if _installed is not None else _aws_fan_out()
+
+
+def parser_deps() -> ParserDeps:
+    return _installed.parser if _installed is not None else _aws_parser()
+
+
+def consolidator_deps() -> ConsolidatorDeps:
+    return _installed.consolidator if _installed is not None else _aws_consolidator()

@@ -1,0 +1,1 @@
+"""Lambda entry points. Each decodes its event, calls one domain function, returns."""

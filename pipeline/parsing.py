@@ -1,0 +1,202 @@
+"""The parser's work for one sub-task: match, record, notify, finish (pure over ports).
+
+Order matters for "nothing lost, nothing twice": matches are recorded (claimed for a
+notification id) before anything is sent, the notification is written to the outbox before it
+goes out and marked sent after, and only then does the sub-task finish. A re-run of the same
+sub-task therefore re-sends what was not sent and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pipeline import fanin
+from pipeline.errors import DeliveryError
+from pipeline.invoking import consolidator_payload, invoke_with_retries
+from pipeline.matching import MatchResult
+from pipeline.models import RuleStats, SubTaskPayload, SubTaskStatus
+from pipeline.notifications import build_notification, group_by_rule, notification_id_for
+from pipeline.ports import (
+    Clock,
+    FunctionInvoker,
+    MatchStore,
+    MetricsSink,
+    NotificationStatus,
+    Notifier,
+    TrackingStore,
+)
+from pipeline.rules_cache import CompiledCustomer, CustomerRulesCache
+
+__all__ = ["ParserDeps", "ParserOutcome", "run_subtask"]
+
+_log = logging.getLogger("logfan.parsing")
+
+DAY_S = 86_400
+
+
+@dataclass(frozen=True, slots=True)
+class ParserDeps:
+    tracking: TrackingStore
+    rules: CustomerRulesCache
+    matches: MatchStore
+    notifier: Notifier
+    invoker: FunctionInvoker
+    metrics: MetricsSink
+    clock: Clock
+    consolidator_function: str
+    notification_samples: int
+    tracking_ttl_days: int
+    match_ttl_days: int
+    invoke_max_attempts: int
+    invoke_backoff_s: float
+
+
+@dataclass(slots=True)
+class ParserOutcome:
+    status: Literal["finished", "skipped"]
+    reason: str = ""
+    events: int = 0
+    matches: int = 0
+    notified: int = 0
+    notifications: int = 0
+    consolidator_triggered: bool = False
+    rule_stats: dict[str, RuleStats] = field(default_factory=dict)
+
+
+def _match(compiled: CompiledCustomer | None, payload: SubTaskPayload) -> MatchResult:
+    if compiled is None:
+        return MatchResult(events=payload.event_count)
+    return compiled.engine.match(payload.streams)
+
+
+def _notify(
+    deps: ParserDeps, compiled: CompiledCustomer, payload: SubTaskPayload, result: MatchResult
+) -> tuple[int, int]:
+    """Claim, record and send one notification per rule. Returns (matches notified, notifications)."""
+    now_s = deps.clock.now_ms() // 1000
+    expires_at = now_s + deps.match_ttl_days * DAY_S
+    rules = {rule.rule_id: rule for rule in compiled.config.rules}
+    notified = 0
+    sent = 0
+    transient: list[str] = []
+    for rule_id, found in group_by_rule(result.matches).items():
+        rule = rules[rule_id]
+        notification_id = notification_id_for(payload.customer_id, rule_id, (m.event_id for m in found))
+        claimed = deps.matches.claim_matches(
+            found,
+            notification_id,
+            batch_id=payload.batch_id,
+            subtask_id=payload.subtask_id,
+            expires_at=expires_at,
+        )
+        deps.metrics.count("DuplicateMatches", len(found) - len(claimed))
+        if not claimed:
+            continue
+        notified += len(claimed)
+        status = deps.matches.notification_status(notification_id)
+        if status in (NotificationStatus.SENT, NotificationStatus.FAILED):
+            continue
+        channel = compiled.config.channel(rule.channel)
+        if channel is None:
+            _log.error(
+                "rule names a channel the customer does not have",
+                extra={"rule_id": rule_id, "channel_id": rule.channel},
+            )
+            deps.metrics.count("NotificationFailures")
+            continue
+        notification = build_notification(
+            rule,
+            channel,
+            notification_id,
+            claimed,
+            batch_id=payload.batch_id,
+            subtask_id=payload.subtask_id,
+            max_samples=deps.notification_samples,
+        )
+        if status is None:
+            deps.matches.save_notification(notification, NotificationStatus.PENDING, expires_at=expires_at)
+        try:
+            deps.notifier.send(channel, notification)
+        except DeliveryError as exc:
+            deps.metrics.count("NotificationFailures")
+            if not exc.permanent:
+                transient.append(f"{channel.channel_id}: {exc}")
+                continue
+            _log.error(
+                "notification failed permanently",
+                extra={
+                    "notification_id": notification_id,
+                    "channel_id": channel.channel_id,
+                    "error": str(exc),
+                },
+            )
+            deps.matches.save_notification(
+                notification, NotificationStatus.FAILED, expires_at=expires_at, error=str(exc)
+            )
+            continue
+        deps.matches.save_notification(notification, NotificationStatus.SENT, expires_at=expires_at)
+        deps.metrics.count("NotificationsSent")
+        sent += 1
+    if transient:
+        # Raising hands the sub-task to Lambda's async retry; sent notifications stay marked sent.
+        raise DeliveryError(f"{len(transient)} notification(s) failed transiently: {'; '.join(transient)}")
+    return notified, sent
+
+
+def run_subtask(deps: ParserDeps, payload: SubTaskPayload) -> ParserOutcome:
+    """Process one sub-task at most once to completion; duplicates return without side effects."""
+    record = deps.tracking.get_subtask(payload.batch_id, payload.subtask_id)
+    if record is None:
+        _log.warning("sub-task is not tracked; ignoring the invocation")
+        return ParserOutcome(status="skipped", reason="unknown sub-task")
+    if record.status is not SubTaskStatus.PENDING:
+        deps.metrics.count("DuplicateInvocations")
+        return ParserOutcome(status="skipped", reason=f"sub-task already {record.status.value}")
+
+    compiled = deps.rules.get(payload.customer_id)
+    if compiled is None:
+        _log.warning(
+            "customer has no configuration; its events match nothing",
+            extra={"customer_id": payload.customer_id},
+        )
+    elif compiled.broken_rules:
+        deps.metrics.count("BrokenRules", len(compiled.broken_rules))
+        _log.error("rules that do not compile were skipped", extra={"broken_rules": compiled.broken_rules})
+
+    result = _match(compiled, payload)
+    deps.metrics.count("Events", result.events)
+    deps.metrics.count("Matches", len(result.matches))
+    deps.metrics.count("RuleTimeouts", result.timeouts)
+    for rule_id, stats in result.stats.items():
+        if stats.timeouts or stats.skipped_lines:
+            _log.warning(
+                "rule exceeded its time bound",
+                extra={"rule_id": rule_id, "timeouts": stats.timeouts, "skipped_lines": stats.skipped_lines},
+            )
+    notified, sent = _notify(deps, compiled, payload, result) if compiled and result.matches else (0, 0)
+
+    done = record.model_copy(update={"matches": len(result.matches), "notified": notified, "rule_stats": result.stats})
+    finished, consolidate = fanin.finish_subtask(
+        deps.tracking, done, SubTaskStatus.FINISHED, now_ms=deps.clock.now_ms(), claimant=payload.subtask_id
+    )
+    outcome = ParserOutcome(
+        status="finished" if finished else "skipped",
+        reason="" if finished else "another run finished the sub-task first",
+        events=result.events,
+        matches=len(result.matches),
+        notified=notified,
+        notifications=sent,
+        rule_stats=result.stats,
+    )
+    if consolidate:
+        invoke_with_retries(
+            deps.invoker,
+            deps.consolidator_function,
+            consolidator_payload(payload.batch_id),
+            attempts=deps.invoke_max_attempts,
+            backoff_s=deps.invoke_backoff_s,
+        )
+        outcome.consolidator_triggered = True
+    return outcome
