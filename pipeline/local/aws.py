@@ -1,0 +1,123 @@
+"""Emulated AWS for the local runtime: moto in-process, resources named as the SAM template names them.
+
+moto's backends are plain dicts without locks, and the local runtime calls them from several
+worker threads (concurrent parser invocations). Every client handed out is therefore wrapped so
+that one AWS call runs at a time, which is also how a real service serialises conditional writes
+on one item.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+
+from pipeline.config import ResourceNames
+
+__all__ = ["LOCAL_ACCOUNT", "LOCAL_REGION", "LocalAws", "SerializedClient", "create_resources", "local_aws"]
+
+LOCAL_REGION = "us-east-1"
+LOCAL_ACCOUNT = "123456789012"
+"""moto's default account id."""
+
+
+class SerializedClient:
+    """A boto3 client proxy whose API calls run one at a time across threads."""
+
+    def __init__(self, client: Any, lock: threading.RLock) -> None:
+        self._client = client
+        self._lock = lock
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if name.startswith("_") or not callable(attribute) or name in ("get_paginator", "get_waiter"):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attribute(*args, **kwargs)
+
+        return call
+
+
+@dataclass(frozen=True)
+class LocalAws:
+    names: ResourceNames
+    dynamodb: Any
+    kinesis: Any
+    sqs: Any
+    sns: Any
+    stream_arn: str
+    poison_queue_url: str
+
+
+def _tables(names: ResourceNames) -> list[dict[str, Any]]:
+    composite = {
+        "KeySchema": [
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        "AttributeDefinitions": [
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+    }
+    return [
+        {"TableName": names.config_table, **composite},
+        {"TableName": names.batches_table, **composite},
+        {
+            "TableName": names.matches_table,
+            "KeySchema": [{"AttributeName": "match_key", "KeyType": "HASH"}],
+            "AttributeDefinitions": [{"AttributeName": "match_key", "AttributeType": "S"}],
+        },
+    ]
+
+
+def create_resources(
+    session: boto3.session.Session, names: ResourceNames, *, shards: int = 1, **client_kwargs: Any
+) -> LocalAws:
+    """Create the tables, stream and queue the template declares (idempotent), return clients."""
+    lock = threading.RLock()
+    dynamodb = session.client("dynamodb", **client_kwargs)
+    kinesis = session.client("kinesis", **client_kwargs)
+    sqs = session.client("sqs", **client_kwargs)
+    sns = session.client("sns", **client_kwargs)
+    existing = set(dynamodb.list_tables()["TableNames"])
+    for table in _tables(names):
+        if table["TableName"] not in existing:
+            dynamodb.create_table(BillingMode="PAY_PER_REQUEST", **table)
+    for ttl_table in (names.batches_table, names.matches_table):
+        dynamodb.update_time_to_live(
+            TableName=ttl_table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
+        )
+    if names.stream not in kinesis.list_streams()["StreamNames"]:
+        kinesis.create_stream(StreamName=names.stream, ShardCount=shards)
+    stream_arn = kinesis.describe_stream_summary(StreamName=names.stream)["StreamDescriptionSummary"]["StreamARN"]
+    queue_url = sqs.create_queue(QueueName=names.poison_queue)["QueueUrl"]
+    wrap: Callable[[Any], SerializedClient] = lambda client: SerializedClient(client, lock)  # noqa: E731
+    return LocalAws(
+        names=names,
+        dynamodb=wrap(dynamodb),
+        kinesis=wrap(kinesis),
+        sqs=wrap(sqs),
+        sns=wrap(sns),
+        stream_arn=stream_arn,
+        poison_queue_url=queue_url,
+    )
+
+
+def _session() -> boto3.session.Session:
+    return boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=LOCAL_REGION)
+
+
+@contextmanager
+def local_aws(names: ResourceNames | None = None, *, shards: int = 1) -> Iterator[LocalAws]:
+    """A fresh, empty emulated AWS account with logfan's resources, for the duration of the block."""
+    from moto import mock_aws  # the `local` extra; Lambda deployments never import it
+
+    with mock_aws():
+        yield create_resources(_session(), names or ResourceNames(), shards=shards)

@@ -1,0 +1,282 @@
+"""`logfan replay`: real CloudWatch Logs traffic through the real handlers, on emulated AWS.
+
+inputs -> Kinesis stream (moto) -> event source mapping -> fan-out handler
+       -> async invoke queue -> parser handlers -> consolidator handler
+then the tables are exported to DIR: matches.jsonl, notifications.jsonl, batches.jsonl,
+rejected.jsonl.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline import composition
+from pipeline.adapters.dynamodb_config import DynamoDBConfigStore
+from pipeline.adapters.dynamodb_matches import DynamoDBMatchStore
+from pipeline.adapters.dynamodb_tracking import DynamoDBTrackingStore
+from pipeline.adapters.kinesis_publisher import KinesisPublisher
+from pipeline.config import ConsolidatorSettings, FanOutSettings, ParserSettings, ResourceNames
+from pipeline.handlers import consolidator, fan_out, parser
+from pipeline.local.aws import LOCAL_REGION, LocalAws, local_aws
+from pipeline.local.inputs import PlainTextSource, read_inputs
+from pipeline.local.kinesis import EventSourceMapping
+from pipeline.local.lambda_runtime import LocalAsyncInvoker
+from pipeline.local.sinks import CapturingNotifier, JsonlRejectSink, JsonlWriter
+from pipeline.models import BatchStatus
+from pipeline.observability import CountingMetrics
+from pipeline.rules_file import RulesFile, load_rules_file
+
+__all__ = ["OUTPUT_FILES", "ReplayOptions", "ReplayReport", "load_config", "replay"]
+
+OUTPUT_FILES = ("matches.jsonl", "notifications.jsonl", "batches.jsonl", "rejected.jsonl")
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    inputs: list[Path]
+    rules: Path
+    out: Path
+    plain_text: PlainTextSource = field(default_factory=PlainTextSource)
+    batch_size: int = 100
+    shards: int = 1
+    workers: int = 4
+    max_retry_attempts: int = 5
+    rule_timeout_ms: int = 100
+    max_invoke_payload_bytes: int | None = None
+    on_progress: Callable[[int, int], None] | None = None
+    """Called with (records delivered so far, records in all) as the mapping advances."""
+
+
+@dataclass
+class ReplayReport:
+    files: int = 0
+    records: int = 0
+    events: int = 0
+    unclaimed_events: int = 0
+    control_records: int = 0
+    customers: int = 0
+    rules: int = 0
+    matches_by_rule: Counter[str] = field(default_factory=Counter)
+    timeouts_by_rule: Counter[str] = field(default_factory=Counter)
+    notifications: int = 0
+    rejected: int = 0
+    batches: int = 0
+    complete_batches: int = 0
+    subtasks: int = 0
+    invocations: dict[str, int] = field(default_factory=dict)
+    dead_letters: int = 0
+    wall_time_s: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def matches(self) -> int:
+        return sum(self.matches_by_rule.values())
+
+    @property
+    def ok(self) -> bool:
+        return self.batches == self.complete_batches and self.dead_letters == 0
+
+
+def load_config(store: DynamoDBConfigStore, rules_file: RulesFile) -> None:
+    """Register the file's customers and rules through the same store the CLI and API use."""
+    for customer in rules_file.customers:
+        store.put_customer(customer)
+    for rule in rules_file.rules:
+        store.put_rule(rule)
+
+
+def _settings(
+    names: ResourceNames, options: ReplayOptions
+) -> tuple[FanOutSettings, ParserSettings, ConsolidatorSettings]:
+    tables: dict[str, Any] = {
+        "config_table": names.config_table,
+        "batches_table": names.batches_table,
+        "matches_table": names.matches_table,
+    }
+    payload: dict[str, Any] = {}
+    if options.max_invoke_payload_bytes is not None:
+        payload = {"max_invoke_payload_bytes": options.max_invoke_payload_bytes, "payload_safety_bytes": 0}
+    return (
+        FanOutSettings.model_validate(
+            {
+                **tables,
+                "parser_function": names.parser_function,
+                "consolidator_function": names.consolidator_function,
+                "poison_queue_url": "local:rejected.jsonl",
+                "invoke_backoff_s": 0.01,
+                **payload,
+            }
+        ),
+        ParserSettings.model_validate(
+            {
+                **tables,
+                "consolidator_function": names.consolidator_function,
+                "rule_timeout_ms": options.rule_timeout_ms,
+                "invoke_backoff_s": 0.01,
+            }
+        ),
+        ConsolidatorSettings.model_validate(tables),
+    )
+
+
+def _write_jsonl(path: Path, documents: list[dict[str, Any]]) -> None:
+    path.write_text(
+        "".join(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n" for d in documents), encoding="utf-8"
+    )
+
+
+def _export(aws: LocalAws, options: ReplayOptions, report: ReplayReport) -> None:
+    names = aws.names
+    matches = sorted(
+        DynamoDBMatchStore(aws.dynamodb, names.matches_table).iter_matches(),
+        key=lambda m: (m.customer_id, m.rule_id, m.timestamp, m.event_id),
+    )
+    _write_jsonl(options.out / "matches.jsonl", [m.model_dump(mode="json") for m in matches])
+    for match in matches:
+        report.matches_by_rule[f"{match.customer_id}/{match.rule_id}"] += 1
+
+    notifications_path = options.out / "notifications.jsonl"
+    captured = [json.loads(line) for line in notifications_path.read_text(encoding="utf-8").splitlines()]
+    captured.sort(key=lambda n: (n["customer_id"], n["rule_id"], n["notification_id"]))
+    _write_jsonl(notifications_path, captured)
+    report.notifications = len(captured)
+
+    batches: list[dict[str, Any]] = []
+    for batch in DynamoDBTrackingStore(aws.dynamodb, names.batches_table).iter_batches():
+        line: dict[str, Any] = {
+            "batch_id": batch.batch_id,
+            "status": batch.status.value,
+            "total_tasks": batch.total_tasks,
+            "finished_tasks": batch.finished_tasks,
+            "records": batch.records,
+            "events": batch.events,
+            "rejected_records": batch.rejected_records,
+            "control_records": batch.control_records,
+            "unclaimed_events": batch.unclaimed_events,
+        }
+        if batch.summary is not None:
+            line.update(
+                matches=batch.summary.matches,
+                notified_matches=batch.summary.notified_matches,
+                requeued_tasks=batch.summary.requeued_tasks,
+                matches_by_rule=batch.summary.matches_by_rule,
+                rule_timeouts=batch.summary.rule_timeouts,
+            )
+            report.timeouts_by_rule.update(batch.summary.rule_timeouts)
+        batches.append(line)
+        report.batches += 1
+        report.complete_batches += batch.status is BatchStatus.COMPLETE
+        report.subtasks += batch.total_tasks
+        report.events += batch.events
+        report.unclaimed_events += batch.unclaimed_events
+        report.control_records += batch.control_records
+    batches.sort(key=lambda b: b["batch_id"])
+    _write_jsonl(options.out / "batches.jsonl", batches)
+
+
+def replay(options: ReplayOptions) -> ReplayReport:
+    """Run the whole pipeline over `options.inputs`; raises `RulesFileError` / `InputError` up front."""
+    started = time.perf_counter()
+    rules_file = load_rules_file(options.rules)
+    rules_path = options.rules.resolve()
+    inputs = [
+        (path, records)
+        for path, records in read_inputs(options.inputs, options.plain_text)
+        if path.resolve() != rules_path
+    ]
+    report = ReplayReport(files=len(inputs), customers=len(rules_file.customers), rules=len(rules_file.rules))
+    outgoing = [record for _, records in inputs for record in records]
+    report.records = len(outgoing)
+
+    options.out.mkdir(parents=True, exist_ok=True)
+    rejected = JsonlWriter(options.out / "rejected.jsonl")
+    notifications = JsonlWriter(options.out / "notifications.jsonl")
+    names = ResourceNames()
+    metrics = CountingMetrics()
+    fan_out_settings, parser_settings, consolidator_settings = _settings(names, options)
+
+    with local_aws(names, shards=options.shards) as aws:
+        load_config(DynamoDBConfigStore(aws.dynamodb, names.config_table), rules_file)
+        KinesisPublisher(aws.kinesis, names.stream).publish(outgoing)
+
+        invoker = LocalAsyncInvoker(
+            handlers={
+                names.parser_function: parser.handler,
+                names.consolidator_function: consolidator.handler,
+            },
+            workers=options.workers,
+        )
+        clock = composition.SystemClock()
+        wiring = composition.Wiring(
+            fan_out=composition.build_fan_out(
+                fan_out_settings, aws.dynamodb, invoker, JsonlRejectSink(rejected), metrics, clock
+            ),
+            parser=composition.build_parser(
+                parser_settings,
+                aws.dynamodb,
+                invoker,
+                CapturingNotifier(notifications, LOCAL_REGION),
+                metrics,
+                clock,
+            ),
+            consolidator=composition.build_consolidator(consolidator_settings, aws.dynamodb, metrics, clock),
+        )
+        delivered = 0
+
+        def progress(count: int) -> None:
+            nonlocal delivered
+            delivered += count
+            if options.on_progress is not None:
+                options.on_progress(delivered, len(outgoing))
+
+        mapping = EventSourceMapping(
+            kinesis=aws.kinesis,
+            stream_name=names.stream,
+            stream_arn=aws.stream_arn,
+            handler=fan_out.handler,
+            function_name=names.fan_out_function,
+            batch_size=options.batch_size,
+            max_retry_attempts=options.max_retry_attempts,
+            on_progress=progress,
+        )
+        with composition.install(wiring):
+            invoker.start()
+            try:
+                mapping.drain()
+                invoker.wait_idle()
+            finally:
+                invoker.stop()
+
+        for discarded in mapping.discarded:
+            for sequence_number in discarded.sequence_numbers:
+                rejected.write(
+                    {
+                        "kind": "discarded_by_mapping",
+                        "shard_id": discarded.shard_id,
+                        "sequence_number": sequence_number,
+                        "reason": discarded.reason,
+                    }
+                )
+        for letter in invoker.dead_letters:
+            rejected.write(
+                {
+                    "kind": "failed_invocation",
+                    "function": letter.function_name,
+                    "reason": letter.error,
+                    "payload": letter.payload,
+                }
+            )
+        report.dead_letters = len(invoker.dead_letters)
+        report.invocations = {"fan-out": mapping.invocations, **invoker.invocations}
+        _export(aws, options, report)
+
+    report.rejected = sum(1 for _ in (options.out / "rejected.jsonl").open(encoding="utf-8"))
+    report.metrics = metrics.snapshot()
+    report.wall_time_s = time.perf_counter() - started
+    return report

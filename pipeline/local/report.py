@@ -1,0 +1,59 @@
+"""The replay summary table, as printed at the end of `logfan replay`."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from pipeline.local.replay import ReplayReport
+
+__all__ = ["print_progress", "print_report"]
+
+
+def print_progress(delivered: int, total: int, stream: TextIO = sys.stderr) -> None:
+    """A single updating line, only for inputs large enough to be worth watching."""
+    if total < 200:
+        return
+    end = "\n" if delivered >= total else ""
+    stream.write(f"\r  replaying: {delivered}/{total} Kinesis records ({100 * delivered // total}%)" + end)
+    stream.flush()
+
+
+def print_report(report: ReplayReport, out_dir: str, stream: TextIO = sys.stdout) -> None:
+    rows = [
+        ("input files", report.files),
+        ("kinesis records", report.records),
+        ("log events", report.events),
+        ("  of owners no customer claims", report.unclaimed_events),
+        ("control messages dropped", report.control_records),
+        ("customers / rules", f"{report.customers} / {report.rules}"),
+        ("matches", report.matches),
+        ("notifications", report.notifications),
+        ("rejected (poison) records", report.rejected),
+        ("batches complete", f"{report.complete_batches} / {report.batches}"),
+        ("sub-tasks (parser runs)", report.subtasks),
+        ("wall time", f"{report.wall_time_s:.2f} s"),
+    ]
+    width = max(len(label) for label, _ in rows)
+    print("\nlogfan replay summary", file=stream)
+    print("-" * (width + 14), file=stream)
+    for label, value in rows:
+        print(f"{label:<{width}}  {value:>10}", file=stream)
+    if report.matches_by_rule or report.timeouts_by_rule:
+        print("\nmatches per rule (customer/rule)", file=stream)
+        keys = sorted(set(report.matches_by_rule) | set(report.timeouts_by_rule))
+        key_width = max(len(k) for k in keys)
+        for key in keys:
+            timeouts = report.timeouts_by_rule.get(key, 0)
+            note = f"   ({timeouts} evaluations timed out)" if timeouts else ""
+            print(f"  {key:<{key_width}}  {report.matches_by_rule.get(key, 0):>6}{note}", file=stream)
+    print(
+        f"\noutputs in {out_dir}/: matches.jsonl notifications.jsonl batches.jsonl rejected.jsonl",
+        file=stream,
+    )
+    if not report.ok:
+        print(
+            f"\nWARNING: {report.batches - report.complete_batches} batch(es) not complete, "
+            f"{report.dead_letters} invocation(s) failed every attempt (see rejected.jsonl)",
+            file=stream,
+        )
