@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "IDENTIFIER_PATTERN",
@@ -57,7 +57,8 @@ class _Stored(BaseModel):
 class LogEvent(_Frozen):
     """One CloudWatch Logs event; a multi-line message is still one event."""
 
-    id: Annotated[str, BeforeValidator(_id_to_str)] = Field(min_length=1)
+    id: Annotated[str, BeforeValidator(_id_to_str)]
+    """Empty only in CloudWatch Logs' control (health-check) messages."""
     timestamp: int
     message: str
 
@@ -77,6 +78,14 @@ class LogsMessage(BaseModel):
     @property
     def is_control(self) -> bool:
         return self.message_type == "CONTROL_MESSAGE"
+
+    @model_validator(mode="after")
+    def _data_events_have_ids(self) -> LogsMessage:
+        if not self.is_control:
+            for index, event in enumerate(self.log_events):
+                if not event.id:
+                    raise ValueError(f"logEvents.{index}.id is empty in a DATA_MESSAGE")
+        return self
 
 
 class PoisonRecord(_Frozen):
