@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 replay: $(STAMP)
-	$(BIN)/logfan replay sample_logs --rules sample_logs/rules.yaml --out $(OUT)
+	$(BIN)/logfan replay sample_logs --rules sample_logs/rules.yaml --out $(OUT) --batch-size 8
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

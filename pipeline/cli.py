@@ -22,7 +22,7 @@ def _replay(args: argparse.Namespace) -> int:
     from pipeline.local.report import print_progress, print_report
     from pipeline.observability import get_logger
 
-    get_logger().setLevel(logging.INFO if args.verbose else logging.ERROR)
+    get_logger().setLevel(logging.INFO if args.verbose else logging.CRITICAL)
     options = ReplayOptions(
         inputs=args.inputs,
         rules=args.rules,
