@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import binascii
 import json
+import re
 import zlib
 
 from pydantic import ValidationError
@@ -22,6 +23,9 @@ DEFAULT_MAX_DECOMPRESSED_BYTES = 32 * 1024 * 1024
 """A Kinesis record holds at most 1 MiB; anything inflating past this is a bomb, not logs."""
 
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+"""JSON `\\ud800`-style escapes decode to code points that cannot be encoded as UTF-8 again."""
 
 
 def decode_record_data(data_b64: str, *, max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES) -> LogsMessage:
@@ -46,6 +50,9 @@ def decompress_gzip(compressed: bytes, *, max_decompressed_bytes: int = DEFAULT_
         raise PoisonRecordError(f"decompressed size exceeds {max_decompressed_bytes} bytes")
     if not inflater.eof:
         raise PoisonRecordError("truncated gzip stream")
+    if inflater.unused_data:
+        # CloudWatch Logs writes exactly one member; a second one would otherwise be dropped unread.
+        raise PoisonRecordError(f"trailing data after the gzip stream: {len(inflater.unused_data)} bytes")
     return raw
 
 
@@ -60,9 +67,21 @@ def parse_logs_message(raw: bytes) -> LogsMessage:
     if not isinstance(document, dict):
         raise PoisonRecordError(f"not a CloudWatch Logs message: JSON {type(document).__name__}, not an object")
     try:
-        return LogsMessage.model_validate(document)
+        message = LogsMessage.model_validate(document)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in error['loc']) or '<root>'}: {error['msg']}" for error in exc.errors()[:5]
         )
         raise PoisonRecordError(f"not a CloudWatch Logs message: {problems}") from None
+    _require_encodable(message)
+    return message
+
+
+def _require_encodable(message: LogsMessage) -> None:
+    """Reject lone surrogates here: routing re-encodes every string as UTF-8 and would crash on them."""
+    for name, text in (("owner", message.owner), ("logGroup", message.log_group), ("logStream", message.log_stream)):
+        if _LONE_SURROGATE.search(text):
+            raise PoisonRecordError(f"not UTF-8: {name} holds a lone surrogate")
+    for index, event in enumerate(message.log_events):
+        if _LONE_SURROGATE.search(event.message) or _LONE_SURROGATE.search(event.id):
+            raise PoisonRecordError(f"not UTF-8: logEvents.{index} holds a lone surrogate")

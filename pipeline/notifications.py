@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -90,6 +91,16 @@ def console_url(region: str, log_group: str, log_stream: str, timestamp_ms: int)
     )
 
 
+def _mrkdwn(text: str) -> str:
+    """Slack reads `<...>` as links and mentions (`<!channel>`); log lines must stay plain text."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _sns_subject(text: str) -> str:
+    """SNS rejects a Subject with line breaks or control characters, or longer than 100 characters."""
+    return "".join(" " if unicodedata.category(char) == "Cc" else char for char in text)[:100]
+
+
 def _iso(timestamp_ms: int) -> str:
     return datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
 
@@ -126,12 +137,17 @@ def _slack(notification: Notification, region: str) -> dict[str, Any]:
     link = console_url(region, first.log_group, first.log_stream, first.timestamp)
     plural = "es" if notification.count != 1 else ""
     headline = (
-        f":rotating_light: *{notification.rule_name}* matched {notification.count} log line{'s' if plural else ''} "
-        f"for `{notification.customer_id}` in {', '.join(f'`{g}`' for g in notification.log_groups)}"
+        f":rotating_light: *{_mrkdwn(notification.rule_name)}* matched {notification.count} "
+        f"log line{'s' if plural else ''} for `{notification.customer_id}` in "
+        f"{', '.join(f'`{_mrkdwn(g)}`' for g in notification.log_groups)}"
     )
-    samples = "\n".join(f"> {m.message.splitlines()[0][:300] if m.message else ''}" for m in notification.samples)
+    samples = "\n".join(
+        f"> {_mrkdwn(m.message.splitlines()[0][:300]) if m.message else ''}" for m in notification.samples
+    )
     return {
-        "text": f"{notification.rule_name}: {notification.count} match{plural} ({notification.notification_id})",
+        "text": (
+            f"{_mrkdwn(notification.rule_name)}: {notification.count} match{plural} ({notification.notification_id})"
+        ),
         "blocks": [
             {"type": "section", "text": {"type": "mrkdwn", "text": headline}},
             {"type": "section", "text": {"type": "mrkdwn", "text": samples or "_no sample_"}},
@@ -141,7 +157,7 @@ def _slack(notification: Notification, region: str) -> dict[str, Any]:
                     {
                         "type": "mrkdwn",
                         "text": (
-                            f"<{link}|Open {first.log_stream} in CloudWatch Logs> · "
+                            f"<{link}|Open {_mrkdwn(first.log_stream)} in CloudWatch Logs> · "
                             f"{_iso(notification.first_timestamp)} to {_iso(notification.last_timestamp)} · "
                             f"id `{notification.notification_id}`"
                         ),
@@ -160,7 +176,7 @@ def render(notification: Notification, channel: Channel, *, region: str) -> dict
     if channel.type is ChannelType.WEBHOOK:
         return document
     return {
-        "Subject": f"logfan: {notification.rule_name} matched {notification.count}"[:100],
+        "Subject": _sns_subject(f"logfan: {notification.rule_name} matched {notification.count}"),
         "Message": json.dumps(document, ensure_ascii=False),
         "MessageAttributes": {
             "customer_id": {"DataType": "String", "StringValue": notification.customer_id},

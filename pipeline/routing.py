@@ -168,19 +168,21 @@ def plan_batch(
     oversized: list[OversizedEvent] = []
     for customer_id in sorted(per_customer):
         builder = _ChunkBuilder(batch_id, customer_id, chunk=0)
+        empty_size = builder.size
         for key, event, sequence_number in per_customer[customer_id]:
             event_size = _event_size(event)
-            cost = builder.cost(key, event_size)
-            if builder.size + cost > max_payload_bytes and builder.streams:
-                subtasks.append(builder.build())
-                builder = _ChunkBuilder(batch_id, customer_id, chunk=builder.chunk + 1)
-                cost = builder.cost(key, event_size)
-            if builder.size + cost > max_payload_bytes:
+            if empty_size + builder.stream_overhead(key) + event_size > max_payload_bytes:
+                # Fits no payload even alone; set aside without closing the chunk being filled.
                 owner, log_group, log_stream = key
                 oversized.append(
                     OversizedEvent(customer_id, owner, log_group, log_stream, event.id, event_size, sequence_number)
                 )
                 continue
+            cost = builder.cost(key, event_size)
+            if builder.size + cost > max_payload_bytes:
+                subtasks.append(builder.build())
+                builder = _ChunkBuilder(batch_id, customer_id, chunk=builder.chunk + 1)
+                cost = builder.cost(key, event_size)
             builder.add(key, event, cost, sequence_number)
         if builder.streams:
             subtasks.append(builder.build())

@@ -9,7 +9,8 @@ import json
 from typing import Any
 
 from pipeline.fanout import KinesisRecordRef
-from pipeline.models import Channel, ChannelType, Customer, Rule
+from pipeline.models import Channel, ChannelType, Customer, LogEvent, LogsMessage, Match, Rule, StreamEvents
+from pipeline.routing import DecodedRecord
 
 _ids = itertools.count(1)
 
@@ -99,3 +100,50 @@ def customer(customer_id: str, accounts: list[str], channel_id: str = "ops") -> 
 
 def rule(customer_id: str, rule_id: str, *patterns: str, channel: str = "ops", **fields: Any) -> Rule:
     return Rule(customer_id=customer_id, rule_id=rule_id, patterns=list(patterns), channel=channel, **fields)
+
+
+def decoded_record(document: dict[str, Any], *, sequence_number: str | None = None) -> DecodedRecord:
+    """A record the fan-out decoded, as routing receives it."""
+    return DecodedRecord(
+        sequence_number=sequence_number or str(next(_sequence)), message=LogsMessage.model_validate(document)
+    )
+
+
+def stream_events(
+    messages: list[str],
+    *,
+    owner: str = "111122223333",
+    log_group: str = "/aws/lambda/checkout",
+    log_stream: str = "2026/11/28/[$LATEST]abc",
+    timestamp: int = 1_764_380_000_000,
+) -> StreamEvents:
+    """One stream's events as a parser receives them; timestamps rise by one millisecond per event."""
+    return StreamEvents(
+        owner=owner,
+        log_group=log_group,
+        log_stream=log_stream,
+        events=[LogEvent.model_validate(event(m, timestamp=timestamp + i)) for i, m in enumerate(messages)],
+    )
+
+
+def log_match(
+    message: str = "ERROR boom",
+    *,
+    customer_id: str = "acme",
+    rule_id: str = "errors",
+    event_id: str | None = None,
+    timestamp: int = 1_764_380_000_000,
+    log_group: str = "/aws/lambda/checkout",
+    log_stream: str = "2026/11/28/[$LATEST]abc",
+    owner: str = "111122223333",
+) -> Match:
+    return Match(
+        customer_id=customer_id,
+        rule_id=rule_id,
+        event_id=event_id or f"{next(_ids):056d}",
+        owner=owner,
+        log_group=log_group,
+        log_stream=log_stream,
+        timestamp=timestamp,
+        message=message,
+    )

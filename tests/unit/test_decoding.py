@@ -1,0 +1,195 @@
+"""Kinesis record data -> CloudWatch Logs message, and every way that can break."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from typing import Any
+
+import pytest
+
+from pipeline.decoding import decode_record_data, decompress_gzip
+from pipeline.errors import PoisonRecordError
+from pipeline.models import LogsMessage
+from tests import factories as f
+
+OWNER = "111122223333"
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def _gzip_b64(raw: bytes) -> str:
+    return _b64(gzip.compress(raw, mtime=0))
+
+
+def _poison_reason(data_b64: str, **kwargs: Any) -> str:
+    with pytest.raises(PoisonRecordError) as caught:
+        decode_record_data(data_b64, **kwargs)
+    assert str(caught.value) == caught.value.reason
+    return caught.value.reason
+
+
+def test_a_data_message_decodes_into_its_fields() -> None:
+    # Given a subscription message with a multi-line event, as CloudWatch Logs writes it
+    document = f.logs_message(
+        OWNER,
+        log_group="/aws/lambda/payments",
+        log_stream="2026/11/28/[$LATEST]0123",
+        events=[
+            f.event("START RequestId: 1", timestamp=1_764_380_000_001, event_id="3" * 56),
+            f.event("Traceback (most recent call last):\n  File x\nValueError: ü", event_id="4" * 56),
+        ],
+    )
+
+    # When it is decoded
+    message = decode_record_data(f.encode(document))
+
+    # Then every field arrives, in order, and the multi-line message stays one event
+    assert isinstance(message, LogsMessage)
+    assert not message.is_control
+    assert (message.owner, message.log_group, message.log_stream) == (
+        OWNER,
+        "/aws/lambda/payments",
+        "2026/11/28/[$LATEST]0123",
+    )
+    assert message.subscription_filters == ["logfan"]
+    assert [e.id for e in message.log_events] == ["3" * 56, "4" * 56]
+    assert message.log_events[0].timestamp == 1_764_380_000_001
+    assert message.log_events[1].message == "Traceback (most recent call last):\n  File x\nValueError: ü"
+
+
+def test_numeric_event_ids_become_strings_and_unknown_fields_are_tolerated() -> None:
+    # Given what moto sends: integer event ids, plus a field newer CloudWatch Logs versions add
+    document = f.logs_message(
+        OWNER,
+        events=[{"id": 36_000_000_000_000_000, "timestamp": 1, "message": "m"}],
+        policyLevel="ACCOUNT_LEVEL_POLICY",
+    )
+
+    # When it is decoded
+    message = decode_record_data(f.encode(document))
+
+    # Then the id is the digit string AWS would have sent
+    assert message.log_events[0].id == "36000000000000000"
+
+
+def test_a_control_message_decodes_and_says_so() -> None:
+    # Given the health check CloudWatch Logs sends when a subscription is created
+    data = f.encode(f.control_message())
+
+    # When it is decoded
+    message = decode_record_data(data)
+
+    # Then it is recognisable as control, not data
+    assert message.is_control
+    assert message.owner == "CloudwatchLogs"
+
+
+def test_invalid_base64_is_poison() -> None:
+    assert _poison_reason("this is not base64!!").startswith("invalid base64")
+
+
+def test_base64_of_something_that_is_not_gzip_is_poison() -> None:
+    assert _poison_reason(_b64(b'{"messageType": "DATA_MESSAGE"}')).startswith("not gzip")
+
+
+def test_an_empty_record_is_poison() -> None:
+    assert _poison_reason("").startswith("not gzip")
+
+
+def test_a_truncated_gzip_stream_is_poison() -> None:
+    # Given a gzip member cut in half (a partial write)
+    compressed = gzip.compress(json.dumps(f.logs_message(OWNER, ["x" * 200])).encode(), mtime=0)
+
+    # Then it is refused as truncated, not parsed as whatever came out
+    assert "truncated gzip" in _poison_reason(_b64(compressed[: len(compressed) // 2]))
+    assert "truncated gzip" in _poison_reason(_b64(compressed[:-4]))
+
+
+def test_a_corrupt_gzip_body_is_poison() -> None:
+    assert _poison_reason(_b64(b"\x1f\x8b\x08\x00" + b"\xff" * 40)).startswith("corrupt gzip")
+
+
+def test_trailing_data_after_the_gzip_member_is_poison() -> None:
+    # Given a valid member followed by a second one whose events would otherwise be dropped unread
+    member = gzip.compress(json.dumps(f.logs_message(OWNER, ["a"])).encode(), mtime=0)
+
+    # Then the record is refused rather than half-read
+    assert "trailing data" in _poison_reason(_b64(member + member))
+    assert "trailing data" in _poison_reason(_b64(member + b"garbage"))
+
+
+def test_gzip_of_text_that_is_not_json_is_poison() -> None:
+    assert _poison_reason(_gzip_b64(b"2026-11-28 ERROR plain text")).startswith("not JSON")
+
+
+def test_gzip_of_bytes_that_are_not_utf8_is_poison() -> None:
+    reason = _poison_reason(_gzip_b64('{"owner": "café"}'.encode("latin-1")))
+
+    assert "not UTF-8" in reason
+
+
+def test_json_that_is_not_an_object_is_poison() -> None:
+    reason = _poison_reason(_gzip_b64(b'[{"messageType": "DATA_MESSAGE"}]'))
+
+    assert "not an object" in reason
+    assert "list" in reason
+
+
+@pytest.mark.parametrize("missing", ["logEvents", "owner", "logGroup", "messageType"])
+def test_json_missing_a_required_field_is_poison_naming_the_field(missing: str) -> None:
+    # Given a message without one required field
+    document = f.logs_message(OWNER, ["x"])
+    del document[missing]
+
+    # Then the reason names that field
+    reason = _poison_reason(f.encode(document))
+
+    assert reason.startswith("not a CloudWatch Logs message")
+    assert missing in reason
+
+
+def test_an_event_missing_its_message_is_poison_naming_the_path() -> None:
+    document = f.logs_message(OWNER, events=[{"id": "1", "timestamp": 1}])
+
+    assert "logEvents.0.message" in _poison_reason(f.encode(document))
+
+
+def test_an_unknown_message_type_is_poison() -> None:
+    reason = _poison_reason(f.encode(f.logs_message(OWNER, ["x"], messageType="METRIC_MESSAGE")))
+
+    assert "messageType" in reason
+
+
+def test_a_lone_surrogate_escape_is_poison_rather_than_a_crash_downstream() -> None:
+    # Given JSON whose `\ud800` escape decodes to a code point UTF-8 cannot encode
+    raw = json.dumps(f.logs_message(OWNER, ["before \ud800 after"])).encode()
+    assert b"\\ud800" in raw
+
+    # Then the record is poison here, instead of a UnicodeEncodeError when routing sizes it
+    assert "lone surrogate" in _poison_reason(_gzip_b64(raw))
+
+
+def test_a_gzip_bomb_is_poison() -> None:
+    # Given 8 MiB of zeros that compress to a few KiB
+    bomb = _gzip_b64(b"0" * (8 * 1024 * 1024))
+
+    # When it is decoded with a 1 MiB ceiling
+    reason = _poison_reason(bomb, max_decompressed_bytes=1024 * 1024)
+
+    # Then it is refused as too large
+    assert "exceeds 1048576 bytes" in reason
+
+
+def test_the_size_ceiling_is_inclusive() -> None:
+    # Given a member that inflates to exactly N bytes
+    raw = json.dumps(f.logs_message(OWNER, ["x"])).encode()
+    compressed = gzip.compress(raw, mtime=0)
+
+    # Then N is allowed and N - 1 is not
+    assert decompress_gzip(compressed, max_decompressed_bytes=len(raw)) == raw
+    with pytest.raises(PoisonRecordError, match="exceeds"):
+        decompress_gzip(compressed, max_decompressed_bytes=len(raw) - 1)
