@@ -106,8 +106,10 @@ def build_parser(
         per_line_timeout_s=settings.rule_timeout_ms / 1000,
         per_invocation_budget_s=settings.rule_budget_ms / 1000,
     )
+    tracking = DynamoDBTrackingStore(dynamodb, settings.batches_table)
     return ParserDeps(
-        tracking=DynamoDBTrackingStore(dynamodb, settings.batches_table),
+        tracking=tracking,
+        leases=tracking,
         rules=CustomerRulesCache(
             DynamoDBConfigStore(dynamodb, settings.config_table), settings.rules_cache_ttl_s, limits
         ),

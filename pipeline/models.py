@@ -222,6 +222,8 @@ class BatchRecord(_Stored):
     rejected_records: int = 0
     control_records: int = 0
     unclaimed_events: int = 0
+    consolidation_claimed_by: str | None = None
+    """Who won the right to trigger the consolidator (a parser run, or the fan-out)."""
     summary: BatchSummary | None = None
 
 

@@ -3,7 +3,9 @@
 Order matters for "nothing lost, nothing twice": matches are recorded (claimed for a
 notification id) before anything is sent, the notification is written to the outbox before it
 goes out and marked sent after, and only then does the sub-task finish. A re-run of the same
-sub-task therefore re-sends what was not sent and nothing else.
+sub-task therefore re-sends what was not sent and nothing else. A run first leases the sub-task
+until its invocation's deadline, so a duplicate delivered while it works skips instead of sending
+the same notifications alongside it.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pipeline import fanin
-from pipeline.errors import DeliveryError
+from pipeline.errors import DeliveryError, LogfanError
 from pipeline.invoking import consolidator_payload, invoke_with_retries
 from pipeline.matching import MatchResult
-from pipeline.models import RuleStats, SubTaskPayload, SubTaskStatus
+from pipeline.models import BatchStatus, RuleStats, SubTaskPayload, SubTaskRecord, SubTaskStatus
 from pipeline.notifications import build_notification, group_by_rule, notification_id_for
 from pipeline.ports import (
     Clock,
@@ -25,6 +27,7 @@ from pipeline.ports import (
     MetricsSink,
     NotificationStatus,
     Notifier,
+    SubTaskLeases,
     TrackingStore,
 )
 from pipeline.rules_cache import CompiledCustomer, CustomerRulesCache
@@ -39,6 +42,7 @@ DAY_S = 86_400
 @dataclass(frozen=True, slots=True)
 class ParserDeps:
     tracking: TrackingStore
+    leases: SubTaskLeases
     rules: CustomerRulesCache
     matches: MatchStore
     notifier: Notifier
@@ -145,16 +149,69 @@ def _notify(
     return notified, sent
 
 
-def run_subtask(deps: ParserDeps, payload: SubTaskPayload) -> ParserOutcome:
-    """Process one sub-task at most once to completion; duplicates return without side effects."""
+def run_subtask(deps: ParserDeps, payload: SubTaskPayload, *, run_id: str, deadline_ms: int) -> ParserOutcome:
+    """Process one sub-task at most once to completion; duplicates return without side effects.
+
+    `run_id` names this run (Lambda's request id, which its async retries keep) and `deadline_ms`
+    is when its invocation times out: the sub-task is held for it until then.
+    """
     record = deps.tracking.get_subtask(payload.batch_id, payload.subtask_id)
     if record is None:
         _log.warning("sub-task is not tracked; ignoring the invocation")
         return ParserOutcome(status="skipped", reason="unknown sub-task")
     if record.status is not SubTaskStatus.PENDING:
         deps.metrics.count("DuplicateInvocations")
-        return ParserOutcome(status="skipped", reason=f"sub-task already {record.status.value}")
+        outcome = ParserOutcome(status="skipped", reason=f"sub-task already {record.status.value}")
+        if _consolidation_left_to(deps, payload.batch_id, _claimant(payload, run_id)):
+            _trigger_consolidator(deps, payload.batch_id, outcome)
+        return outcome
+    if not deps.leases.lease_subtask(
+        payload.batch_id, payload.subtask_id, run_id, now_ms=deps.clock.now_ms(), until_ms=deadline_ms
+    ):
+        # The run holding it finishes it, or fails and has its own invocation retried.
+        deps.metrics.count("DuplicateInvocations")
+        return ParserOutcome(status="skipped", reason="another run is processing the sub-task")
+    try:
+        return _process(deps, payload, record, run_id)
+    except BaseException:
+        try:
+            deps.leases.release_subtask(payload.batch_id, payload.subtask_id, run_id)
+        except LogfanError as exc:
+            _log.error("could not release the sub-task; its lease lapses at the deadline", extra={"error": str(exc)})
+        raise
 
+
+def _claimant(payload: SubTaskPayload, run_id: str) -> str:
+    return f"{payload.subtask_id}@{run_id}"
+
+
+def _consolidation_left_to(deps: ParserDeps, batch_id: str, claimant: str) -> bool:
+    """Whether a re-run must trigger the consolidator of a batch that is ready but still open.
+
+    True when an earlier attempt of this run claimed the consolidation and then failed to invoke
+    the consolidator (this is Lambda retrying it), or when nobody could claim it yet (a failed
+    claim) and this call wins it now.
+    """
+    batch = deps.tracking.get_batch(batch_id)
+    if batch is None or batch.status is not BatchStatus.OPEN or batch.finished_tasks < batch.total_tasks:
+        return False
+    if batch.consolidation_claimed_by is None:
+        return deps.tracking.claim_consolidation(batch_id, claimant)
+    return batch.consolidation_claimed_by == claimant
+
+
+def _trigger_consolidator(deps: ParserDeps, batch_id: str, outcome: ParserOutcome) -> None:
+    invoke_with_retries(
+        deps.invoker,
+        deps.consolidator_function,
+        consolidator_payload(batch_id),
+        attempts=deps.invoke_max_attempts,
+        backoff_s=deps.invoke_backoff_s,
+    )
+    outcome.consolidator_triggered = True
+
+
+def _process(deps: ParserDeps, payload: SubTaskPayload, record: SubTaskRecord, run_id: str) -> ParserOutcome:
     compiled = deps.rules.get(payload.customer_id)
     if compiled is None:
         _log.warning(
@@ -179,7 +236,7 @@ def run_subtask(deps: ParserDeps, payload: SubTaskPayload) -> ParserOutcome:
 
     done = record.model_copy(update={"matches": len(result.matches), "notified": notified, "rule_stats": result.stats})
     finished, consolidate = fanin.finish_subtask(
-        deps.tracking, done, SubTaskStatus.FINISHED, now_ms=deps.clock.now_ms(), claimant=payload.subtask_id
+        deps.tracking, done, SubTaskStatus.FINISHED, now_ms=deps.clock.now_ms(), claimant=_claimant(payload, run_id)
     )
     outcome = ParserOutcome(
         status="finished" if finished else "skipped",
@@ -191,12 +248,6 @@ def run_subtask(deps: ParserDeps, payload: SubTaskPayload) -> ParserOutcome:
         rule_stats=result.stats,
     )
     if consolidate:
-        invoke_with_retries(
-            deps.invoker,
-            deps.consolidator_function,
-            consolidator_payload(payload.batch_id),
-            attempts=deps.invoke_max_attempts,
-            backoff_s=deps.invoke_backoff_s,
-        )
-        outcome.consolidator_triggered = True
+        # Raising from here leaves the sub-task finished: Lambda's retry finds the claim and retries the invoke.
+        _trigger_consolidator(deps, payload.batch_id, outcome)
     return outcome

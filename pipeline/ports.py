@@ -34,6 +34,7 @@ __all__ = [
     "NotificationStatus",
     "Notifier",
     "RejectSink",
+    "SubTaskLeases",
     "TrackingStore",
 ]
 
@@ -98,6 +99,21 @@ class TrackingStore(Protocol):
         ...
 
     def iter_batches(self) -> Iterator[BatchRecord]: ...
+
+
+class SubTaskLeases(Protocol):
+    """Which run works on a pending sub-task: Lambda may deliver one async invocation twice at once."""
+
+    def lease_subtask(self, batch_id: str, subtask_id: str, holder: str, *, now_ms: int, until_ms: int) -> bool:
+        """Hold a pending sub-task for `holder` until `until_ms` (its invocation's deadline).
+
+        False when the sub-task is no longer pending or another holder's lease is still live.
+        """
+        ...
+
+    def release_subtask(self, batch_id: str, subtask_id: str, holder: str) -> None:
+        """Give up `holder`'s lease (a failed run), so Lambda's retry need not wait for it to lapse."""
+        ...
 
 
 class NotificationStatus(enum.StrEnum):

@@ -1,22 +1,36 @@
-"""Wires the real handlers to moto plus the local runtime's invoker, for integration tests."""
+"""Wires the real handlers to moto plus the local async invoker, for integration tests."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pipeline import composition
 from pipeline.adapters.dynamodb_config import DynamoDBConfigStore
 from pipeline.adapters.dynamodb_matches import DynamoDBMatchStore
 from pipeline.adapters.dynamodb_tracking import DynamoDBTrackingStore
-from pipeline.config import ConsolidatorSettings, FanOutSettings, ParserSettings
-from pipeline.handlers import consolidator, parser
+from pipeline.config import LAMBDA_ASYNC_PAYLOAD_LIMIT, ConsolidatorSettings, FanOutSettings, ParserSettings
+from pipeline.handlers import consolidator, fan_out, parser
 from pipeline.local.aws import LocalAws
-from pipeline.local.lambda_runtime import LocalAsyncInvoker
+from pipeline.local.lambda_runtime import LocalAsyncInvoker, LocalLambdaContext
 from pipeline.local.sinks import CapturingNotifier, JsonlRejectSink, JsonlWriter
 from pipeline.observability import CountingMetrics
+from pipeline.ports import FunctionInvoker, Notifier, RejectSink
+
+
+def lambda_context(function_name: str, timeout_s: float = 60) -> LambdaContext:
+    """The local runtime's context object, typed as the handlers declare it."""
+    return cast(LambdaContext, LocalLambdaContext(function_name, timeout_s))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 @dataclass
@@ -33,9 +47,37 @@ class Harness:
     def settle(self) -> None:
         assert self.invoker.wait_idle(timeout_s=60), "async invocations did not settle"
 
+    def fan_out(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Deliver a Kinesis event to the fan-out handler, as the event source mapping does."""
+        return fan_out.handler(event, lambda_context(self.aws.names.fan_out_function))
+
+    def rejected_lines(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.rejected.path)
+
+    def notification_lines(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.notifications.path)
+
+    def invocations(self, function_name: str) -> int:
+        return self.invoker.invocations.get(function_name, 0)
+
 
 @contextmanager
-def harness(aws: LocalAws, tmp_path: Path, *, max_invoke_payload_bytes: int | None = None) -> Iterator[Harness]:
+def harness(
+    aws: LocalAws,
+    tmp_path: Path,
+    *,
+    max_invoke_payload_bytes: int | None = None,
+    wrap_invoker: Callable[[FunctionInvoker], FunctionInvoker] | None = None,
+    wrap_notifier: Callable[[Notifier], Notifier] | None = None,
+    wrap_rejects: Callable[[RejectSink], RejectSink] | None = None,
+    wrap_dynamodb: Callable[[Any], Any] | None = None,
+    rule_timeout_ms: int = 100,
+    workers: int = 2,
+) -> Iterator[Harness]:
+    """The three handlers on moto; `wrap_*` put a fault injector around a port at the AWS boundary.
+
+    The local invoker enforces the same payload limit the fan-out plans for, as Lambda would.
+    """
     names = aws.names
     tables = {
         "config_table": names.config_table,
@@ -48,12 +90,17 @@ def harness(aws: LocalAws, tmp_path: Path, *, max_invoke_payload_bytes: int | No
         else {}
     )
     invoker = LocalAsyncInvoker(
-        handlers={names.parser_function: parser.handler, names.consolidator_function: consolidator.handler}, workers=2
+        handlers={names.parser_function: parser.handler, names.consolidator_function: consolidator.handler},
+        workers=workers,
+        max_payload_bytes=max_invoke_payload_bytes or LAMBDA_ASYNC_PAYLOAD_LIMIT,
     )
+    port_invoker: FunctionInvoker = wrap_invoker(invoker) if wrap_invoker else invoker
+    dynamodb = wrap_dynamodb(aws.dynamodb) if wrap_dynamodb else aws.dynamodb
     metrics = CountingMetrics()
     clock = composition.SystemClock()
     rejected = JsonlWriter(tmp_path / "rejected.jsonl")
     notifications = JsonlWriter(tmp_path / "notifications.jsonl")
+    notifier: Notifier = CapturingNotifier(notifications, "us-east-1")
     wiring = composition.Wiring(
         fan_out=composition.build_fan_out(
             FanOutSettings.model_validate(
@@ -66,24 +113,29 @@ def harness(aws: LocalAws, tmp_path: Path, *, max_invoke_payload_bytes: int | No
                     **payload,
                 }
             ),
-            aws.dynamodb,
-            invoker,
-            JsonlRejectSink(rejected),
+            dynamodb,
+            port_invoker,
+            wrap_rejects(JsonlRejectSink(rejected)) if wrap_rejects else JsonlRejectSink(rejected),
             metrics,
             clock,
         ),
         parser=composition.build_parser(
             ParserSettings.model_validate(
-                {**tables, "consolidator_function": names.consolidator_function, "invoke_backoff_s": 0.0}
+                {
+                    **tables,
+                    "consolidator_function": names.consolidator_function,
+                    "invoke_backoff_s": 0.0,
+                    "rule_timeout_ms": rule_timeout_ms,
+                }
             ),
-            aws.dynamodb,
-            invoker,
-            CapturingNotifier(notifications, "us-east-1"),
+            dynamodb,
+            port_invoker,
+            wrap_notifier(notifier) if wrap_notifier else notifier,
             metrics,
             clock,
         ),
         consolidator=composition.build_consolidator(
-            ConsolidatorSettings.model_validate(tables), aws.dynamodb, metrics, clock
+            ConsolidatorSettings.model_validate(tables), dynamodb, metrics, clock
         ),
     )
     with composition.install(wiring):

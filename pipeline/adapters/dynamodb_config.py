@@ -117,7 +117,9 @@ class DynamoDBConfigStore:
         """Write the profile and claim its accounts in one transaction; an account owned by
         another customer fails the whole write."""
         previous = self.load_customer(customer.customer_id)
-        dropped = set(previous.customer.accounts) - set(customer.accounts) if previous else set()
+        # One transaction may not touch an item twice: an account listed twice is claimed once.
+        accounts = list(dict.fromkeys(customer.accounts))
+        dropped = set(previous.customer.accounts) - set(accounts) if previous else set()
         actions: list[Any] = [
             {
                 "Put": {
@@ -133,7 +135,7 @@ class DynamoDBConfigStore:
                 }
             }
         ]
-        for account in customer.accounts:
+        for account in accounts:
             actions.append(
                 {
                     "Put": {
@@ -164,7 +166,7 @@ class DynamoDBConfigStore:
             )
         if len(actions) > TRANSACTION_LIMIT:
             raise StoreError(
-                f"customer {customer.customer_id}: {len(customer.accounts)} accounts exceed what one transaction "
+                f"customer {customer.customer_id}: {len(accounts)} accounts exceed what one transaction "
                 f"can claim ({TRANSACTION_LIMIT - 1})"
             )
         try:
@@ -173,9 +175,9 @@ class DynamoDBConfigStore:
             if error_code(exc) == "TransactionCanceledException":
                 reasons = exc.response.get("CancellationReasons", [])
                 taken = [
-                    customer.accounts[i - 1]
+                    accounts[i - 1]
                     for i, reason in enumerate(reasons)
-                    if 0 < i <= len(customer.accounts) and reason.get("Code") == "ConditionalCheckFailed"
+                    if 0 < i <= len(accounts) and reason.get("Code") == "ConditionalCheckFailed"
                 ]
                 if taken:
                     raise StoreError(

@@ -1,8 +1,8 @@
-"""Batch and sub-task tracking items in DynamoDB (the `TrackingStore` port).
+"""Batch and sub-task tracking items in DynamoDB (the `TrackingStore` and `SubTaskLeases` ports).
 
 Layout, one item collection per batch:
     pk = BATCH#<batch_id>, sk = #BATCH          the batch (counters, status, summary)
-    pk = BATCH#<batch_id>, sk = TASK#<subtask>  one per sub-task
+    pk = BATCH#<batch_id>, sk = TASK#<subtask>  one per sub-task (with the lease of the run working on it)
 Every item carries `expires_at` (epoch seconds) for the table's TTL.
 """
 
@@ -173,6 +173,50 @@ class DynamoDBTrackingStore:
             if "LastEvaluatedKey" not in page:
                 return records
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def lease_subtask(self, batch_id: str, subtask_id: str, holder: str, *, now_ms: int, until_ms: int) -> bool:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_key(batch_id, TASK_PREFIX + subtask_id),
+                UpdateExpression="SET lease_holder = :holder, lease_until = :until",
+                ConditionExpression=(
+                    "#status = :pending AND "
+                    "(attribute_not_exists(lease_until) OR lease_until < :now OR lease_holder = :holder)"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_item(
+                    {
+                        ":holder": holder,
+                        ":until": until_ms,
+                        ":now": now_ms,
+                        ":pending": SubTaskStatus.PENDING.value,
+                    }
+                ),
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise translate(exc, "lease sub-task") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, "lease sub-task") from exc
+        return True
+
+    def release_subtask(self, batch_id: str, subtask_id: str, holder: str) -> None:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_key(batch_id, TASK_PREFIX + subtask_id),
+                UpdateExpression="REMOVE lease_holder, lease_until",
+                ConditionExpression="lease_holder = :holder",
+                ExpressionAttributeValues=to_item({":holder": holder}),
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return  # not ours (any more): nothing to give up
+            raise translate(exc, "release sub-task") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, "release sub-task") from exc
 
     def finish_subtask(self, record: SubTaskRecord, status: SubTaskStatus, finished_at: int) -> bool:
         """One transaction: the sub-task leaves `pending` and the batch counts it, or neither happens."""

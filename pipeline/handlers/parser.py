@@ -24,7 +24,12 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     }
     with invocation(context, handler="parser", **keys) as logger:
         try:
-            outcome = run_subtask(deps, payload)
+            outcome = run_subtask(
+                deps,
+                payload,
+                run_id=context.aws_request_id,
+                deadline_ms=deps.clock.now_ms() + context.get_remaining_time_in_millis(),
+            )
         finally:
             deps.metrics.flush()
         logger.info(

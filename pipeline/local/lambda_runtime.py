@@ -29,12 +29,14 @@ ASYNC_RETRIES = 2
 class LocalLambdaContext:
     """The attributes of Lambda's context object that handlers and Powertools read."""
 
-    def __init__(self, function_name: str, timeout_s: float, memory_mb: int = 512) -> None:
+    def __init__(
+        self, function_name: str, timeout_s: float, memory_mb: int = 512, request_id: str | None = None
+    ) -> None:
         self.function_name = function_name
         self.function_version = "$LATEST"
         self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
         self.memory_limit_in_mb = memory_mb
-        self.aws_request_id = str(uuid.uuid4())
+        self.aws_request_id = request_id or str(uuid.uuid4())
         self.log_group_name = f"/aws/lambda/{function_name}"
         self.log_stream_name = "local"
         self._deadline = time.monotonic() + timeout_s
@@ -58,6 +60,8 @@ class _Job:
     function_name: str
     payload: bytes
     attempt: int = 0
+    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    """Kept by Lambda across the retries of one asynchronous invocation."""
 
 
 @dataclass
@@ -120,7 +124,7 @@ class LocalAsyncInvoker:
 
     def _run(self, job: _Job) -> None:
         event = json.loads(job.payload)
-        context = LocalLambdaContext(job.function_name, self.timeout_s)
+        context = LocalLambdaContext(job.function_name, self.timeout_s, request_id=job.request_id)
         with self._idle:
             self.invocations[job.function_name] = self.invocations.get(job.function_name, 0) + 1
         try:
@@ -132,7 +136,7 @@ class LocalAsyncInvoker:
                     extra={"function": job.function_name, "error": repr(exc)},
                 )
                 time.sleep(self.retry_delay_s)
-                self._enqueue(_Job(job.function_name, job.payload, job.attempt + 1))
+                self._enqueue(_Job(job.function_name, job.payload, job.attempt + 1, job.request_id))
                 return
             _log.error(
                 "async invocation failed every attempt",

@@ -21,7 +21,14 @@ from pipeline.adapters.dynamodb_config import DynamoDBConfigStore
 from pipeline.adapters.dynamodb_matches import DynamoDBMatchStore
 from pipeline.adapters.dynamodb_tracking import DynamoDBTrackingStore
 from pipeline.adapters.kinesis_publisher import KinesisPublisher
-from pipeline.config import ConsolidatorSettings, FanOutSettings, ParserSettings, ResourceNames
+from pipeline.config import (
+    LAMBDA_ASYNC_PAYLOAD_LIMIT,
+    ConsolidatorSettings,
+    FanOutSettings,
+    ParserSettings,
+    ResourceNames,
+)
+from pipeline.errors import ConfigurationError
 from pipeline.handlers import consolidator, fan_out, parser
 from pipeline.local.aws import LOCAL_REGION, LocalAws, local_aws
 from pipeline.local.inputs import PlainTextSource, read_inputs
@@ -180,8 +187,31 @@ def _export(aws: LocalAws, options: ReplayOptions, report: ReplayReport) -> None
     _write_jsonl(options.out / "batches.jsonl", batches)
 
 
+_OPTION_MINIMUMS = {"batch_size": 1, "shards": 1, "workers": 1, "max_retry_attempts": 0, "rule_timeout_ms": 1}
+KINESIS_MAX_BATCH_SIZE = 10_000
+"""The largest batch a Kinesis event source mapping delivers."""
+
+
+def _check_options(options: ReplayOptions) -> None:
+    """Refuse knobs that would hang the runtime (no workers, empty batches) or fail deep inside it."""
+    problems = [
+        f"{name} must be at least {minimum}, not {getattr(options, name)}"
+        for name, minimum in _OPTION_MINIMUMS.items()
+        if getattr(options, name) < minimum
+    ]
+    if options.batch_size > KINESIS_MAX_BATCH_SIZE:
+        problems.append(f"batch_size must be at most {KINESIS_MAX_BATCH_SIZE}, not {options.batch_size}")
+    limit = options.max_invoke_payload_bytes
+    if limit is not None and not 4096 <= limit <= LAMBDA_ASYNC_PAYLOAD_LIMIT:
+        problems.append(f"max_invoke_payload_bytes must be between 4096 and {LAMBDA_ASYNC_PAYLOAD_LIMIT}, not {limit}")
+    if problems:
+        raise ConfigurationError("invalid replay options: " + "; ".join(problems))
+
+
 def replay(options: ReplayOptions) -> ReplayReport:
-    """Run the whole pipeline over `options.inputs`; raises `RulesFileError` / `InputError` up front."""
+    """Run the whole pipeline over `options.inputs`; raises `ConfigurationError` / `RulesFileError` /
+    `InputError` up front."""
+    _check_options(options)
     started = time.perf_counter()
     rules_file = load_rules_file(options.rules)
     rules_path = options.rules.resolve()
@@ -211,6 +241,7 @@ def replay(options: ReplayOptions) -> ReplayReport:
                 names.consolidator_function: consolidator.handler,
             },
             workers=options.workers,
+            max_payload_bytes=options.max_invoke_payload_bytes or LAMBDA_ASYNC_PAYLOAD_LIMIT,
         )
         clock = composition.SystemClock()
         wiring = composition.Wiring(
