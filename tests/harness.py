@@ -15,11 +15,11 @@ from pipeline import composition
 from pipeline.adapters.dynamodb_config import DynamoDBConfigStore
 from pipeline.adapters.dynamodb_matches import DynamoDBMatchStore
 from pipeline.adapters.dynamodb_tracking import DynamoDBTrackingStore
-from pipeline.config import LAMBDA_ASYNC_PAYLOAD_LIMIT, ConsolidatorSettings, FanOutSettings, ParserSettings
-from pipeline.handlers import consolidator, fan_out, parser
+from pipeline.handlers import fan_out
 from pipeline.local.aws import LocalAws
 from pipeline.local.lambda_runtime import LocalAsyncInvoker, LocalLambdaContext
 from pipeline.local.sinks import CapturingNotifier, JsonlRejectSink, JsonlWriter
+from pipeline.local.wiring import LocalKnobs, local_invoker, local_wiring
 from pipeline.observability import CountingMetrics
 from pipeline.ports import FunctionInvoker, Notifier, RejectSink
 
@@ -78,65 +78,23 @@ def harness(
 
     The local invoker enforces the same payload limit the fan-out plans for, as Lambda would.
     """
-    names = aws.names
-    tables = {
-        "config_table": names.config_table,
-        "batches_table": names.batches_table,
-        "matches_table": names.matches_table,
-    }
-    payload = (
-        {"max_invoke_payload_bytes": max_invoke_payload_bytes, "payload_safety_bytes": 0}
-        if max_invoke_payload_bytes is not None
-        else {}
+    knobs = LocalKnobs(
+        max_invoke_payload_bytes=max_invoke_payload_bytes, rule_timeout_ms=rule_timeout_ms, invoke_backoff_s=0.0
     )
-    invoker = LocalAsyncInvoker(
-        handlers={names.parser_function: parser.handler, names.consolidator_function: consolidator.handler},
-        workers=workers,
-        max_payload_bytes=max_invoke_payload_bytes or LAMBDA_ASYNC_PAYLOAD_LIMIT,
-    )
-    port_invoker: FunctionInvoker = wrap_invoker(invoker) if wrap_invoker else invoker
-    dynamodb = wrap_dynamodb(aws.dynamodb) if wrap_dynamodb else aws.dynamodb
+    invoker = local_invoker(aws.names, knobs, workers=workers)
     metrics = CountingMetrics()
-    clock = composition.SystemClock()
     rejected = JsonlWriter(tmp_path / "rejected.jsonl")
     notifications = JsonlWriter(tmp_path / "notifications.jsonl")
     notifier: Notifier = CapturingNotifier(notifications, "us-east-1")
-    wiring = composition.Wiring(
-        fan_out=composition.build_fan_out(
-            FanOutSettings.model_validate(
-                {
-                    **tables,
-                    "parser_function": names.parser_function,
-                    "consolidator_function": names.consolidator_function,
-                    "poison_queue_url": aws.poison_queue_url,
-                    "invoke_backoff_s": 0.0,
-                    **payload,
-                }
-            ),
-            dynamodb,
-            port_invoker,
-            wrap_rejects(JsonlRejectSink(rejected)) if wrap_rejects else JsonlRejectSink(rejected),
-            metrics,
-            clock,
-        ),
-        parser=composition.build_parser(
-            ParserSettings.model_validate(
-                {
-                    **tables,
-                    "consolidator_function": names.consolidator_function,
-                    "invoke_backoff_s": 0.0,
-                    "rule_timeout_ms": rule_timeout_ms,
-                }
-            ),
-            dynamodb,
-            port_invoker,
-            wrap_notifier(notifier) if wrap_notifier else notifier,
-            metrics,
-            clock,
-        ),
-        consolidator=composition.build_consolidator(
-            ConsolidatorSettings.model_validate(tables), dynamodb, metrics, clock
-        ),
+    rejects: RejectSink = JsonlRejectSink(rejected)
+    wiring = local_wiring(
+        aws,
+        knobs,
+        invoker=wrap_invoker(invoker) if wrap_invoker else invoker,
+        rejects=wrap_rejects(rejects) if wrap_rejects else rejects,
+        notifier=wrap_notifier(notifier) if wrap_notifier else notifier,
+        metrics=metrics,
+        dynamodb=wrap_dynamodb(aws.dynamodb) if wrap_dynamodb else None,
     )
     with composition.install(wiring):
         invoker.start()
@@ -145,9 +103,9 @@ def harness(
                 aws=aws,
                 invoker=invoker,
                 metrics=metrics,
-                config=DynamoDBConfigStore(aws.dynamodb, names.config_table),
-                tracking=DynamoDBTrackingStore(aws.dynamodb, names.batches_table),
-                matches=DynamoDBMatchStore(aws.dynamodb, names.matches_table),
+                config=DynamoDBConfigStore(aws.dynamodb, aws.names.config_table),
+                tracking=DynamoDBTrackingStore(aws.dynamodb, aws.names.batches_table),
+                matches=DynamoDBMatchStore(aws.dynamodb, aws.names.matches_table),
                 rejected=rejected,
                 notifications=notifications,
             )

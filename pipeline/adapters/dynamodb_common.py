@@ -18,6 +18,7 @@ __all__ = [
     "BATCH_WRITE_LIMIT",
     "TRANSACTION_LIMIT",
     "TRANSIENT_CODES",
+    "conditional_write",
     "error_code",
     "from_item",
     "retry_unprocessed",
@@ -89,6 +90,19 @@ def translate(exc: ClientError | BotoCoreError, action: str) -> StoreError:
     if code in TRANSIENT_CODES:
         return TransientStoreError(f"{action}: {code}")
     return StoreError(f"{action}: {code}: {exc}")
+
+
+def conditional_write(action: str, call: Callable[[], object]) -> bool:
+    """Run one conditional write: True when it applied, False when its condition did not hold."""
+    try:
+        call()
+    except ClientError as exc:
+        if error_code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise translate(exc, action) from exc
+    except BotoCoreError as exc:
+        raise translate(exc, action) from exc
+    return True
 
 
 def retry_unprocessed(

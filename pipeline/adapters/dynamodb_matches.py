@@ -6,12 +6,13 @@ match_key = notification#<id>              kind=notification: pending | sent | f
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline.adapters.dynamodb_common import error_code, from_item, to_item, translate
+from pipeline.adapters.dynamodb_common import conditional_write, from_item, to_item, translate
 from pipeline.models import Match, Notification
 from pipeline.ports import NotificationStatus
 
@@ -63,20 +64,18 @@ class DynamoDBMatchStore:
                 "subtask_id": subtask_id,
                 "expires_at": expires_at,
             }
-            try:
-                self._client.put_item(
+            recorded = conditional_write(
+                "record match",
+                functools.partial(
+                    self._client.put_item,
                     TableName=self._table,
                     Item=to_item(document),
                     ConditionExpression="attribute_not_exists(match_key) OR notification_id = :nid",
                     ExpressionAttributeValues=to_item({":nid": notification_id}),
-                )
-            except ClientError as exc:
-                if error_code(exc) == "ConditionalCheckFailedException":
-                    continue
-                raise translate(exc, "record match") from exc
-            except BotoCoreError as exc:
-                raise translate(exc, "record match") from exc
-            claimed.append(match)
+                ),
+            )
+            if recorded:
+                claimed.append(match)
         return claimed
 
     def notification_status(self, notification_id: str) -> NotificationStatus | None:

@@ -16,6 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline.adapters.dynamodb_common import (
     BATCH_WRITE_LIMIT,
+    conditional_write,
     error_code,
     from_item,
     retry_unprocessed,
@@ -54,19 +55,14 @@ class DynamoDBTrackingStore:
     def create_batch(self, batch: BatchRecord, expires_at: int) -> bool:
         document = batch.model_dump(mode="json", exclude_none=True)
         document.update(pk=_pk(batch.batch_id), sk=BATCH_SK, kind="batch", expires_at=expires_at)
-        try:
-            self._client.put_item(
+        return conditional_write(
+            "create batch",
+            lambda: self._client.put_item(
                 TableName=self._table,
                 Item=to_item(document),
                 ConditionExpression="attribute_not_exists(pk)",
-            )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise translate(exc, "create batch") from exc
-        except BotoCoreError as exc:
-            raise translate(exc, "create batch") from exc
-        return True
+            ),
+        )
 
     def get_batch(self, batch_id: str) -> BatchRecord | None:
         item = self._get(batch_id, BATCH_SK, "get batch")
@@ -75,8 +71,9 @@ class DynamoDBTrackingStore:
         return BatchRecord.model_validate(item)
 
     def claim_consolidation(self, batch_id: str, claimant: str) -> bool:
-        try:
-            self._client.update_item(
+        return conditional_write(
+            "claim consolidation",
+            lambda: self._client.update_item(
                 TableName=self._table,
                 Key=_key(batch_id, BATCH_SK),
                 UpdateExpression="SET consolidation_claimed_by = :claimant",
@@ -85,18 +82,13 @@ class DynamoDBTrackingStore:
                 ),
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=to_item({":claimant": claimant, ":open": BatchStatus.OPEN.value}),
-            )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise translate(exc, "claim consolidation") from exc
-        except BotoCoreError as exc:
-            raise translate(exc, "claim consolidation") from exc
-        return True
+            ),
+        )
 
     def complete_batch(self, summary: BatchSummary) -> bool:
-        try:
-            self._client.update_item(
+        return conditional_write(
+            "complete batch",
+            lambda: self._client.update_item(
                 TableName=self._table,
                 Key=_key(summary.batch_id, BATCH_SK),
                 UpdateExpression="SET #status = :complete, finished_at = :finished_at, summary = :summary",
@@ -110,14 +102,8 @@ class DynamoDBTrackingStore:
                         ":summary": summary.model_dump(mode="json"),
                     }
                 ),
-            )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise translate(exc, "complete batch") from exc
-        except BotoCoreError as exc:
-            raise translate(exc, "complete batch") from exc
-        return True
+            ),
+        )
 
     def iter_batches(self) -> Iterator[BatchRecord]:
         request: dict[str, Any] = {
@@ -175,8 +161,9 @@ class DynamoDBTrackingStore:
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def lease_subtask(self, batch_id: str, subtask_id: str, holder: str, *, now_ms: int, until_ms: int) -> bool:
-        try:
-            self._client.update_item(
+        return conditional_write(
+            "lease sub-task",
+            lambda: self._client.update_item(
                 TableName=self._table,
                 Key=_key(batch_id, TASK_PREFIX + subtask_id),
                 UpdateExpression="SET lease_holder = :holder, lease_until = :until",
@@ -193,30 +180,21 @@ class DynamoDBTrackingStore:
                         ":pending": SubTaskStatus.PENDING.value,
                     }
                 ),
-            )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise translate(exc, "lease sub-task") from exc
-        except BotoCoreError as exc:
-            raise translate(exc, "lease sub-task") from exc
-        return True
+            ),
+        )
 
     def release_subtask(self, batch_id: str, subtask_id: str, holder: str) -> None:
-        try:
-            self._client.update_item(
+        # A failed condition means the lease is not ours (any more): nothing to give up.
+        conditional_write(
+            "release sub-task",
+            lambda: self._client.update_item(
                 TableName=self._table,
                 Key=_key(batch_id, TASK_PREFIX + subtask_id),
                 UpdateExpression="REMOVE lease_holder, lease_until",
                 ConditionExpression="lease_holder = :holder",
                 ExpressionAttributeValues=to_item({":holder": holder}),
-            )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return  # not ours (any more): nothing to give up
-            raise translate(exc, "release sub-task") from exc
-        except BotoCoreError as exc:
-            raise translate(exc, "release sub-task") from exc
+            ),
+        )
 
     def finish_subtask(self, record: SubTaskRecord, status: SubTaskStatus, finished_at: int) -> bool:
         """One transaction: the sub-task leaves `pending` and the batch counts it, or neither happens."""

@@ -23,18 +23,15 @@ from pipeline.adapters.dynamodb_tracking import DynamoDBTrackingStore
 from pipeline.adapters.kinesis_publisher import KinesisPublisher
 from pipeline.config import (
     LAMBDA_ASYNC_PAYLOAD_LIMIT,
-    ConsolidatorSettings,
-    FanOutSettings,
-    ParserSettings,
     ResourceNames,
 )
 from pipeline.errors import ConfigurationError
-from pipeline.handlers import consolidator, fan_out, parser
+from pipeline.handlers import fan_out
 from pipeline.local.aws import LOCAL_REGION, LocalAws, local_aws
 from pipeline.local.inputs import PlainTextSource, read_inputs
 from pipeline.local.kinesis import EventSourceMapping
-from pipeline.local.lambda_runtime import LocalAsyncInvoker
 from pipeline.local.sinks import CapturingNotifier, JsonlRejectSink, JsonlWriter
+from pipeline.local.wiring import LocalKnobs, local_invoker, local_wiring
 from pipeline.models import BatchStatus
 from pipeline.observability import CountingMetrics
 from pipeline.rules_file import RulesFile, load_rules_file
@@ -96,40 +93,6 @@ def load_config(store: DynamoDBConfigStore, rules_file: RulesFile) -> None:
         store.put_customer(customer)
     for rule in rules_file.rules:
         store.put_rule(rule)
-
-
-def _settings(
-    names: ResourceNames, options: ReplayOptions
-) -> tuple[FanOutSettings, ParserSettings, ConsolidatorSettings]:
-    tables: dict[str, Any] = {
-        "config_table": names.config_table,
-        "batches_table": names.batches_table,
-        "matches_table": names.matches_table,
-    }
-    payload: dict[str, Any] = {}
-    if options.max_invoke_payload_bytes is not None:
-        payload = {"max_invoke_payload_bytes": options.max_invoke_payload_bytes, "payload_safety_bytes": 0}
-    return (
-        FanOutSettings.model_validate(
-            {
-                **tables,
-                "parser_function": names.parser_function,
-                "consolidator_function": names.consolidator_function,
-                "poison_queue_url": "local:rejected.jsonl",
-                "invoke_backoff_s": 0.01,
-                **payload,
-            }
-        ),
-        ParserSettings.model_validate(
-            {
-                **tables,
-                "consolidator_function": names.consolidator_function,
-                "rule_timeout_ms": options.rule_timeout_ms,
-                "invoke_backoff_s": 0.01,
-            }
-        ),
-        ConsolidatorSettings.model_validate(tables),
-    )
 
 
 def _write_jsonl(path: Path, documents: list[dict[str, Any]]) -> None:
@@ -229,34 +192,22 @@ def replay(options: ReplayOptions) -> ReplayReport:
     notifications = JsonlWriter(options.out / "notifications.jsonl")
     names = ResourceNames()
     metrics = CountingMetrics()
-    fan_out_settings, parser_settings, consolidator_settings = _settings(names, options)
+    knobs = LocalKnobs(
+        max_invoke_payload_bytes=options.max_invoke_payload_bytes, rule_timeout_ms=options.rule_timeout_ms
+    )
 
     with local_aws(names, shards=options.shards) as aws:
         load_config(DynamoDBConfigStore(aws.dynamodb, names.config_table), rules_file)
         KinesisPublisher(aws.kinesis, names.stream).publish(outgoing)
 
-        invoker = LocalAsyncInvoker(
-            handlers={
-                names.parser_function: parser.handler,
-                names.consolidator_function: consolidator.handler,
-            },
-            workers=options.workers,
-            max_payload_bytes=options.max_invoke_payload_bytes or LAMBDA_ASYNC_PAYLOAD_LIMIT,
-        )
-        clock = composition.SystemClock()
-        wiring = composition.Wiring(
-            fan_out=composition.build_fan_out(
-                fan_out_settings, aws.dynamodb, invoker, JsonlRejectSink(rejected), metrics, clock
-            ),
-            parser=composition.build_parser(
-                parser_settings,
-                aws.dynamodb,
-                invoker,
-                CapturingNotifier(notifications, LOCAL_REGION),
-                metrics,
-                clock,
-            ),
-            consolidator=composition.build_consolidator(consolidator_settings, aws.dynamodb, metrics, clock),
+        invoker = local_invoker(names, knobs, workers=options.workers)
+        wiring = local_wiring(
+            aws,
+            knobs,
+            invoker=invoker,
+            rejects=JsonlRejectSink(rejected),
+            notifier=CapturingNotifier(notifications, LOCAL_REGION),
+            metrics=metrics,
         )
         delivered = 0
 

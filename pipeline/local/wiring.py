@@ -1,0 +1,98 @@
+"""How the local runtime wires the real handlers: settings from the template's names, moto clients,
+the local invoker and sinks. Replay and the integration tests both go through here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline import composition
+from pipeline.config import (
+    LAMBDA_ASYNC_PAYLOAD_LIMIT,
+    ConsolidatorSettings,
+    FanOutSettings,
+    ParserSettings,
+    ResourceNames,
+)
+from pipeline.handlers import consolidator, parser
+from pipeline.local.aws import LocalAws
+from pipeline.local.lambda_runtime import LocalAsyncInvoker
+from pipeline.ports import FunctionInvoker, MetricsSink, Notifier, RejectSink
+
+__all__ = ["LocalKnobs", "local_invoker", "local_wiring"]
+
+
+@dataclass(frozen=True, slots=True)
+class LocalKnobs:
+    """The settings a local run may change; everything else is the functions' default."""
+
+    max_invoke_payload_bytes: int | None = None
+    """None: Lambda's limit with the usual safety margin; a number: exactly that limit, no margin."""
+    rule_timeout_ms: int = 100
+    invoke_backoff_s: float = 0.01
+
+    @property
+    def invoke_limit(self) -> int:
+        return self.max_invoke_payload_bytes or LAMBDA_ASYNC_PAYLOAD_LIMIT
+
+
+def _settings(names: ResourceNames, knobs: LocalKnobs) -> tuple[FanOutSettings, ParserSettings, ConsolidatorSettings]:
+    tables: dict[str, Any] = {
+        "config_table": names.config_table,
+        "batches_table": names.batches_table,
+        "matches_table": names.matches_table,
+    }
+    payload: dict[str, Any] = {}
+    if knobs.max_invoke_payload_bytes is not None:
+        payload = {"max_invoke_payload_bytes": knobs.max_invoke_payload_bytes, "payload_safety_bytes": 0}
+    return (
+        FanOutSettings.model_validate(
+            {
+                **tables,
+                "parser_function": names.parser_function,
+                "consolidator_function": names.consolidator_function,
+                "poison_queue_url": "local:rejected.jsonl",
+                "invoke_backoff_s": knobs.invoke_backoff_s,
+                **payload,
+            }
+        ),
+        ParserSettings.model_validate(
+            {
+                **tables,
+                "consolidator_function": names.consolidator_function,
+                "rule_timeout_ms": knobs.rule_timeout_ms,
+                "invoke_backoff_s": knobs.invoke_backoff_s,
+            }
+        ),
+        ConsolidatorSettings.model_validate(tables),
+    )
+
+
+def local_invoker(names: ResourceNames, knobs: LocalKnobs, *, workers: int) -> LocalAsyncInvoker:
+    """The async invoke queue running the parser and consolidator handlers, with Lambda's limit."""
+    return LocalAsyncInvoker(
+        handlers={names.parser_function: parser.handler, names.consolidator_function: consolidator.handler},
+        workers=workers,
+        max_payload_bytes=knobs.invoke_limit,
+    )
+
+
+def local_wiring(
+    aws: LocalAws,
+    knobs: LocalKnobs,
+    *,
+    invoker: FunctionInvoker,
+    rejects: RejectSink,
+    notifier: Notifier,
+    metrics: MetricsSink,
+    dynamodb: Any = None,
+) -> composition.Wiring:
+    """The three functions' dependencies over `aws` (or a fault-injecting `dynamodb` client)."""
+    fan_out_settings, parser_settings, consolidator_settings = _settings(aws.names, knobs)
+    client = dynamodb if dynamodb is not None else aws.dynamodb
+    clock = composition.SystemClock()
+    return composition.Wiring(
+        fan_out=composition.build_fan_out(fan_out_settings, client, invoker, rejects, metrics, clock),
+        parser=composition.build_parser(parser_settings, client, invoker, notifier, metrics, clock),
+        consolidator=composition.build_consolidator(consolidator_settings, client, metrics, clock),
+    )
