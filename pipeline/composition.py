@@ -24,20 +24,24 @@ from pydantic import ValidationError
 from pipeline.adapters.dynamodb_config import DynamoDBConfigStore
 from pipeline.adapters.dynamodb_matches import DynamoDBMatchStore
 from pipeline.adapters.dynamodb_tracking import DynamoDBTrackingStore
+from pipeline.adapters.kinesis_reader import KinesisStreamReader
 from pipeline.adapters.lambda_invoker import LambdaInvoker
 from pipeline.adapters.notifiers import ChannelNotifier, UrllibPoster
 from pipeline.adapters.sqs_rejects import SqsRejectSink
-from pipeline.config import ConsolidatorSettings, FanOutSettings, ParserSettings
+from pipeline.config import ConsolidatorSettings, FanOutSettings, ParserSettings, SweeperSettings
 from pipeline.errors import ConfigurationError
 from pipeline.fanout import FanOutDeps
+from pipeline.faults import NO_FAULTS, FaultPoints
 from pipeline.matching import MatchLimits
 from pipeline.observability import SERVICE, PowertoolsMetrics
 from pipeline.parsing import ParserDeps
 from pipeline.ports import Clock, FunctionInvoker, MetricsSink, Notifier, RejectSink
 from pipeline.rules_cache import CustomerRulesCache, OwnerCache
+from pipeline.sweeping import SweeperDeps
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_kinesis import KinesisClient
 
 __all__ = [
     "ConsolidatorDeps",
@@ -46,10 +50,12 @@ __all__ = [
     "build_consolidator",
     "build_fan_out",
     "build_parser",
+    "build_sweeper",
     "consolidator_deps",
     "fan_out_deps",
     "install",
     "parser_deps",
+    "sweeper_deps",
 ]
 
 SDK_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=3, read_timeout=10)
@@ -66,6 +72,7 @@ class ConsolidatorDeps:
     tracking: DynamoDBTrackingStore
     metrics: MetricsSink
     clock: Clock
+    faults: FaultPoints = NO_FAULTS
 
 
 def build_fan_out(
@@ -75,6 +82,7 @@ def build_fan_out(
     rejects: RejectSink,
     metrics: MetricsSink,
     clock: Clock,
+    faults: FaultPoints = NO_FAULTS,
 ) -> FanOutDeps:
     return FanOutDeps(
         tracking=DynamoDBTrackingStore(dynamodb, settings.batches_table),
@@ -91,6 +99,8 @@ def build_fan_out(
         invoke_max_attempts=settings.invoke_max_attempts,
         invoke_backoff_s=settings.invoke_backoff_s,
         tracking_ttl_days=settings.tracking_ttl_days,
+        time_reserve_ms=settings.time_reserve_ms,
+        faults=faults,
     )
 
 
@@ -101,6 +111,7 @@ def build_parser(
     notifier: Notifier,
     metrics: MetricsSink,
     clock: Clock,
+    faults: FaultPoints = NO_FAULTS,
 ) -> ParserDeps:
     limits = MatchLimits(
         per_line_timeout_s=settings.rule_timeout_ms / 1000,
@@ -124,14 +135,46 @@ def build_parser(
         match_ttl_days=settings.match_ttl_days,
         invoke_max_attempts=settings.invoke_max_attempts,
         invoke_backoff_s=settings.invoke_backoff_s,
+        faults=faults,
     )
 
 
 def build_consolidator(
-    settings: ConsolidatorSettings, dynamodb: DynamoDBClient, metrics: MetricsSink, clock: Clock
+    settings: ConsolidatorSettings,
+    dynamodb: DynamoDBClient,
+    metrics: MetricsSink,
+    clock: Clock,
+    faults: FaultPoints = NO_FAULTS,
 ) -> ConsolidatorDeps:
     return ConsolidatorDeps(
-        tracking=DynamoDBTrackingStore(dynamodb, settings.batches_table), metrics=metrics, clock=clock
+        tracking=DynamoDBTrackingStore(dynamodb, settings.batches_table), metrics=metrics, clock=clock, faults=faults
+    )
+
+
+def build_sweeper(
+    settings: SweeperSettings,
+    dynamodb: DynamoDBClient,
+    kinesis: KinesisClient,
+    invoker: FunctionInvoker,
+    metrics: MetricsSink,
+    clock: Clock,
+) -> SweeperDeps:
+    return SweeperDeps(
+        tracking=DynamoDBTrackingStore(dynamodb, settings.batches_table),
+        stream=KinesisStreamReader(kinesis, settings.stream_name),
+        owners=OwnerCache(DynamoDBConfigStore(dynamodb, settings.config_table), ttl_s=0),
+        invoker=invoker,
+        metrics=metrics,
+        clock=clock,
+        parser_function=settings.parser_function,
+        consolidator_function=settings.consolidator_function,
+        payload_budget_bytes=settings.payload_budget_bytes,
+        max_decompressed_bytes=settings.max_decompressed_bytes,
+        stuck_after_ms=settings.stuck_after_s * 1000,
+        max_redrives=settings.max_redrives,
+        invoke_max_attempts=settings.invoke_max_attempts,
+        invoke_backoff_s=settings.invoke_backoff_s,
+        tracking_ttl_days=settings.tracking_ttl_days,
     )
 
 
@@ -142,6 +185,7 @@ class Wiring:
     fan_out: FanOutDeps
     parser: ParserDeps
     consolidator: ConsolidatorDeps
+    sweeper: SweeperDeps
 
 
 _installed: Wiring | None = None
@@ -209,6 +253,23 @@ def _aws_parser() -> ParserDeps:
 def _aws_consolidator() -> ConsolidatorDeps:
     settings: ConsolidatorSettings = _settings(ConsolidatorSettings)
     return build_consolidator(settings, boto3.client("dynamodb", config=SDK_CONFIG), _aws_metrics(), SystemClock())
+
+
+@functools.cache
+def _aws_sweeper() -> SweeperDeps:
+    settings: SweeperSettings = _settings(SweeperSettings)
+    return build_sweeper(
+        settings,
+        boto3.client("dynamodb", config=SDK_CONFIG),
+        boto3.client("kinesis", config=SDK_CONFIG),
+        LambdaInvoker(boto3.client("lambda", config=SDK_CONFIG), settings.max_invoke_payload_bytes),
+        _aws_metrics(),
+        SystemClock(),
+    )
+
+
+def sweeper_deps() -> SweeperDeps:
+    return _installed.sweeper if _installed is not None else _aws_sweeper()
 
 
 def fan_out_deps() -> FanOutDeps:

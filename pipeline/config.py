@@ -16,6 +16,7 @@ __all__ = [
     "FanOutSettings",
     "ParserSettings",
     "ResourceNames",
+    "SweeperSettings",
     "TableSettings",
 ]
 
@@ -61,6 +62,10 @@ class ResourceNames:
     def consolidator_function(self) -> str:
         return f"{self.prefix}-consolidator"
 
+    @property
+    def sweeper_function(self) -> str:
+        return f"{self.prefix}-sweeper"
+
 
 class TableSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOGFAN_", frozen=True, extra="ignore")
@@ -84,6 +89,9 @@ class FanOutSettings(TableSettings):
     invoke_backoff_s: float = Field(default=0.2, ge=0)
     max_decompressed_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     owner_cache_ttl_s: float = Field(default=60.0, ge=0)
+    time_reserve_ms: int = Field(default=10_000, ge=0)
+    """Below this much remaining time the fan-out records nothing and fails the batch, so the
+    event source mapping bisects it into batches that fit, instead of timing out half-way."""
 
     @property
     def payload_budget_bytes(self) -> int:
@@ -102,3 +110,21 @@ class ParserSettings(TableSettings):
 
 class ConsolidatorSettings(TableSettings):
     pass
+
+
+class SweeperSettings(TableSettings):
+    stream_name: str = Field(min_length=1)
+    parser_function: str = Field(min_length=1)
+    consolidator_function: str = Field(min_length=1)
+    stuck_after_s: int = Field(default=600, ge=0)
+    """A batch still open this long after it was created is re-driven."""
+    max_redrives: int = Field(default=3, ge=1)
+    max_invoke_payload_bytes: int = Field(default=LAMBDA_ASYNC_PAYLOAD_LIMIT, ge=4096)
+    payload_safety_bytes: int = Field(default=64 * 1024, ge=0)
+    max_decompressed_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    invoke_max_attempts: int = Field(default=3, ge=1, le=10)
+    invoke_backoff_s: float = Field(default=0.2, ge=0)
+
+    @property
+    def payload_budget_bytes(self) -> int:
+        return self.max_invoke_payload_bytes - self.payload_safety_bytes

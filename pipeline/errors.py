@@ -11,6 +11,7 @@ __all__ = [
     "PoisonRecordError",
     "RulesFileError",
     "StoreError",
+    "TimeBudgetError",
     "TransientStoreError",
 ]
 
@@ -45,6 +46,10 @@ class TransientStoreError(StoreError):
 
 class BatchConflictError(StoreError):
     """A conditional write lost against another writer (the state moved under us)."""
+
+
+class TimeBudgetError(LogfanError):
+    """Too little of the invocation's time is left to finish safely; the work is handed back."""
 
 
 class InvokeError(LogfanError):

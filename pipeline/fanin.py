@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pipeline.faults import NO_FAULTS, FaultPoints
 from pipeline.models import (
     BatchRecord,
     BatchStatus,
@@ -31,11 +32,12 @@ __all__ = [
     "StartedBatch",
     "consolidate",
     "finish_subtask",
+    "pending_record",
     "start_batch",
     "summarise",
 ]
 
-_DONE = (SubTaskStatus.FINISHED, SubTaskStatus.REQUEUED)
+_DONE = (SubTaskStatus.FINISHED, SubTaskStatus.REQUEUED, SubTaskStatus.ABANDONED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,9 @@ class BatchCounts:
     records: int
     rejected_records: int
     control_records: int
+    shard_id: str = ""
+    first_sequence: str = ""
+    last_sequence: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +60,7 @@ class StartedBatch:
     """Stored sub-tasks the recomputed plan no longer has (the owner mapping changed between tries)."""
 
 
-def _pending_record(subtask: SubTask) -> SubTaskRecord:
+def pending_record(subtask: SubTask) -> SubTaskRecord:
     payload = subtask.payload
     return SubTaskRecord(
         batch_id=payload.batch_id,
@@ -87,15 +92,18 @@ def start_batch(
         rejected_records=counts.rejected_records,
         control_records=counts.control_records,
         unclaimed_events=plan.unclaimed_events,
+        shard_id=counts.shard_id,
+        first_sequence=counts.first_sequence,
+        last_sequence=counts.last_sequence,
     )
     if store.create_batch(batch, expires_at):
-        store.put_subtasks([_pending_record(subtask) for subtask in plan.subtasks], expires_at)
+        store.put_subtasks([pending_record(subtask) for subtask in plan.subtasks], expires_at)
         return StartedBatch(created=True, to_invoke=list(plan.subtasks), unplanned_subtasks=[])
 
     stored = {record.subtask_id: record for record in store.list_subtasks(plan.batch_id)}
     missing = [subtask for subtask in plan.subtasks if subtask.payload.subtask_id not in stored]
     if missing:
-        store.put_subtasks([_pending_record(subtask) for subtask in missing], expires_at)
+        store.put_subtasks([pending_record(subtask) for subtask in missing], expires_at)
     to_invoke = [
         subtask
         for subtask in plan.subtasks
@@ -107,7 +115,13 @@ def start_batch(
 
 
 def finish_subtask(
-    store: TrackingStore, record: SubTaskRecord, status: SubTaskStatus, *, now_ms: int, claimant: str
+    store: TrackingStore,
+    record: SubTaskRecord,
+    status: SubTaskStatus,
+    *,
+    now_ms: int,
+    claimant: str,
+    faults: FaultPoints = NO_FAULTS,
 ) -> tuple[bool, bool]:
     """Move a pending sub-task to a done state and count it on its batch.
 
@@ -116,8 +130,11 @@ def finish_subtask(
     """
     if status not in _DONE:
         raise ValueError(f"a sub-task can only finish as {[s.value for s in _DONE]}, not {status.value}")
+    key = f"{record.batch_id}/{record.subtask_id}"
+    faults.reached("parser.before_finish", key)
     if not store.finish_subtask(record, status, now_ms):
         return False, False
+    faults.reached("parser.after_finish", key)
     return True, store.claim_consolidation(record.batch_id, claimant)
 
 
@@ -139,6 +156,7 @@ def summarise(batch: BatchRecord, subtasks: Sequence[SubTaskRecord], *, now_ms: 
         total_tasks=batch.total_tasks,
         finished_tasks=finished,
         requeued_tasks=sum(1 for subtask in subtasks if subtask.status is SubTaskStatus.REQUEUED),
+        abandoned_tasks=sum(1 for subtask in subtasks if subtask.status is SubTaskStatus.ABANDONED),
         records=batch.records,
         events=batch.events,
         matches=sum(subtask.matches for subtask in subtasks),
@@ -153,7 +171,9 @@ def summarise(batch: BatchRecord, subtasks: Sequence[SubTaskRecord], *, now_ms: 
     )
 
 
-def consolidate(store: TrackingStore, batch_id: str, *, now_ms: int) -> BatchSummary | None:
+def consolidate(
+    store: TrackingStore, batch_id: str, *, now_ms: int, faults: FaultPoints = NO_FAULTS
+) -> BatchSummary | None:
     """Complete a batch exactly once; a second call (or a premature one) changes nothing.
 
     Returns the summary this call wrote, or None when there was nothing to do.
@@ -164,6 +184,8 @@ def consolidate(store: TrackingStore, batch_id: str, *, now_ms: int) -> BatchSum
     if batch.finished_tasks < batch.total_tasks:
         return None
     summary = summarise(batch, store.list_subtasks(batch_id), now_ms=now_ms)
+    faults.reached("consolidator.before_complete", batch_id)
     if not store.complete_batch(summary):
         return None
+    faults.reached("consolidator.after_complete", batch_id)
     return summary

@@ -7,13 +7,14 @@ ports and decides which Kinesis records must come back (reported as batch item f
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pipeline import fanin
 from pipeline.decoding import decode_record_data
-from pipeline.errors import InvokeError, LogfanError, PoisonRecordError
-from pipeline.invoking import consolidator_payload, invoke_subtasks, invoke_with_retries
+from pipeline.errors import InvokeError, LogfanError, PoisonRecordError, TimeBudgetError
+from pipeline.faults import NO_FAULTS, FaultPoints
+from pipeline.invoking import invoke_subtasks, trigger_consolidator
 from pipeline.models import PoisonRecord, SubTaskStatus
 from pipeline.ports import Clock, FunctionInvoker, MetricsSink, RejectSink, TrackingStore
 from pipeline.routing import BatchPlan, DecodedRecord, compute_batch_id, plan_batch
@@ -53,6 +54,8 @@ class FanOutDeps:
     invoke_max_attempts: int
     invoke_backoff_s: float
     tracking_ttl_days: int
+    time_reserve_ms: int = 10_000
+    faults: FaultPoints = NO_FAULTS
 
 
 @dataclass(slots=True)
@@ -121,11 +124,34 @@ def _oversized_as_poison(plan: BatchPlan, records: Sequence[KinesisRecordRef], b
     ]
 
 
-def process_batch(deps: FanOutDeps, records: Sequence[KinesisRecordRef]) -> FanOutResult:
+def _counts(records: Sequence[KinesisRecordRef], *, rejected: int, control: int) -> fanin.BatchCounts:
+    """Counts plus where the records sit in the stream, when they are one shard's run (as Lambda delivers)."""
+    shards = {record.shard_id for record in records}
+    if len(shards) != 1:
+        return fanin.BatchCounts(records=len(records), rejected_records=rejected, control_records=control)
+    sequences = sorted((record.sequence_number for record in records), key=int)
+    return fanin.BatchCounts(
+        records=len(records),
+        rejected_records=rejected,
+        control_records=control,
+        shard_id=shards.pop(),
+        first_sequence=sequences[0],
+        last_sequence=sequences[-1],
+    )
+
+
+def _unbounded() -> int:
+    return 2**31
+
+
+def process_batch(
+    deps: FanOutDeps, records: Sequence[KinesisRecordRef], remaining_ms: Callable[[], int] = _unbounded
+) -> FanOutResult:
     """Fan one Kinesis batch out to per-customer parser invocations.
 
     Returns the sequence numbers Kinesis must deliver again: records whose sub-task could not be
     invoked, and poison records that could not be set aside. Everything else is done for good.
+    Raises `TimeBudgetError` before recording anything when decoding left too little time.
     """
     batch_id = compute_batch_id(record.event_id for record in records)
     result = FanOutResult(batch_id=batch_id, records=len(records))
@@ -139,6 +165,12 @@ def process_batch(deps: FanOutDeps, records: Sequence[KinesisRecordRef]) -> FanO
         deps.owners.customers_for_owners(owners) if owners else {},
         max_payload_bytes=deps.payload_budget_bytes,
     )
+    left = remaining_ms()
+    if left < deps.time_reserve_ms:
+        deps.metrics.count("TimeBudgetExceeded")
+        raise TimeBudgetError(
+            f"{left} ms left after decoding {len(records)} records, under the {deps.time_reserve_ms} ms reserve"
+        )
     poison = decoded.poison + _oversized_as_poison(plan, records, deps.payload_budget_bytes)
     result.poison_records = len(poison)
     failed: set[str] = set()
@@ -172,11 +204,12 @@ def process_batch(deps: FanOutDeps, records: Sequence[KinesisRecordRef]) -> FanO
     started = fanin.start_batch(
         deps.tracking,
         plan,
-        fanin.BatchCounts(records=len(records), rejected_records=len(poison), control_records=decoded.control_records),
+        _counts(records, rejected=len(poison), control=decoded.control_records),
         now_ms=now_ms,
         expires_at=now_ms // 1000 + deps.tracking_ttl_days * DAY_S,
     )
     result.resumed = not started.created
+    deps.faults.reached("fan_out.after_start_batch", batch_id)
     if started.unplanned_subtasks:
         deps.metrics.count("UnplannedSubTasks", len(started.unplanned_subtasks))
         _log.error(
@@ -192,6 +225,7 @@ def process_batch(deps: FanOutDeps, records: Sequence[KinesisRecordRef]) -> FanO
         attempts=deps.invoke_max_attempts,
         backoff_s=deps.invoke_backoff_s,
     )
+    deps.faults.reached("fan_out.after_invoke", batch_id)
     result.invoked = len(started.to_invoke) - len(failures)
     deps.metrics.count("SubTasksInvoked", result.invoked)
     consolidate = False
@@ -213,15 +247,15 @@ def process_batch(deps: FanOutDeps, records: Sequence[KinesisRecordRef]) -> FanO
         consolidate = deps.tracking.claim_consolidation(batch_id, "fan-out")
     if consolidate:
         try:
-            invoke_with_retries(
+            trigger_consolidator(
                 deps.invoker,
                 deps.consolidator_function,
-                consolidator_payload(batch_id),
+                batch_id,
                 attempts=deps.invoke_max_attempts,
                 backoff_s=deps.invoke_backoff_s,
             )
         except InvokeError as exc:
             deps.metrics.count("InvokeFailures")
-            _log.error("consolidator invoke failed; the batch stays open", extra={"error": str(exc)})
+            _log.error("consolidator invoke failed; the sweeper re-triggers it", extra={"error": str(exc)})
     result.failed_sequence_numbers = sorted(failed, key=int)
     return result

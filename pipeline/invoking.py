@@ -18,7 +18,13 @@ from pipeline.models import SubTask
 from pipeline.ports import FunctionInvoker
 from pipeline.routing import encode_payload
 
-__all__ = ["backoff_delay", "consolidator_payload", "invoke_subtasks", "invoke_with_retries"]
+__all__ = [
+    "backoff_delay",
+    "consolidator_payload",
+    "invoke_subtasks",
+    "invoke_with_retries",
+    "trigger_consolidator",
+]
 
 _log = logging.getLogger("logfan.invoking")
 
@@ -84,3 +90,10 @@ def invoke_subtasks(
 
 def consolidator_payload(batch_id: str) -> bytes:
     return json.dumps({"batch_id": batch_id}).encode()
+
+
+def trigger_consolidator(
+    invoker: FunctionInvoker, function_name: str, batch_id: str, *, attempts: int, backoff_s: float
+) -> None:
+    """Ask the consolidator to complete `batch_id` (it is idempotent, so a repeat is harmless)."""
+    invoke_with_retries(invoker, function_name, consolidator_payload(batch_id), attempts=attempts, backoff_s=backoff_s)

@@ -187,6 +187,8 @@ class SubTaskStatus(enum.StrEnum):
     FINISHED = "finished"
     REQUEUED = "requeued"
     """The invoke failed for good; its records were reported to Kinesis for redelivery."""
+    ABANDONED = "abandoned"
+    """The sweeper could not re-drive it (records gone from the stream, or re-drives exhausted)."""
 
 
 class RuleStats(_Frozen):
@@ -208,6 +210,14 @@ class SubTaskRecord(_Stored):
     notified: int = 0
     """Matches this sub-task notified first (the rest were already notified elsewhere)."""
     rule_stats: dict[str, RuleStats] = Field(default_factory=dict)
+    lease_holder: str | None = None
+    lease_until: int | None = None
+    """Epoch ms until which `lease_holder` (a parser run) works on it."""
+    redrives: int = 0
+    """How often the sweeper re-invoked it."""
+
+    def leased_at(self, now_ms: int) -> bool:
+        return self.lease_until is not None and self.lease_until >= now_ms
 
 
 class BatchRecord(_Stored):
@@ -224,6 +234,11 @@ class BatchRecord(_Stored):
     unclaimed_events: int = 0
     consolidation_claimed_by: str | None = None
     """Who won the right to trigger the consolidator (a parser run, or the fan-out)."""
+    shard_id: str = ""
+    first_sequence: str = ""
+    last_sequence: str = ""
+    """Where the batch's records sit in the stream (a Lambda batch is one shard's contiguous run):
+    the sweeper re-reads them to re-drive a sub-task whose invocation was lost."""
     summary: BatchSummary | None = None
 
 
@@ -235,6 +250,7 @@ class BatchSummary(_Frozen):
     total_tasks: int
     finished_tasks: int
     requeued_tasks: int
+    abandoned_tasks: int = 0
     records: int
     events: int
     matches: int

@@ -16,7 +16,8 @@ from typing import Literal
 
 from pipeline import fanin
 from pipeline.errors import DeliveryError, LogfanError
-from pipeline.invoking import consolidator_payload, invoke_with_retries
+from pipeline.faults import NO_FAULTS, FaultPoints
+from pipeline.invoking import trigger_consolidator
 from pipeline.matching import MatchResult
 from pipeline.models import BatchStatus, RuleStats, SubTaskPayload, SubTaskRecord, SubTaskStatus
 from pipeline.notifications import build_notification, group_by_rule, notification_id_for
@@ -55,6 +56,7 @@ class ParserDeps:
     match_ttl_days: int
     invoke_max_attempts: int
     invoke_backoff_s: float
+    faults: FaultPoints = NO_FAULTS
 
 
 @dataclass(slots=True)
@@ -96,6 +98,7 @@ def _notify(
             expires_at=expires_at,
         )
         deps.metrics.count("DuplicateMatches", len(found) - len(claimed))
+        deps.faults.reached("parser.after_record_matches", notification_id)
         if not claimed:
             continue
         notified += len(claimed)
@@ -123,6 +126,7 @@ def _notify(
             deps.matches.save_notification(notification, NotificationStatus.PENDING, expires_at=expires_at)
         try:
             deps.notifier.send(channel, notification)
+            deps.faults.reached("parser.after_send", notification_id)
         except DeliveryError as exc:
             deps.metrics.count("NotificationFailures")
             if not exc.permanent:
@@ -141,6 +145,7 @@ def _notify(
             )
             continue
         deps.matches.save_notification(notification, NotificationStatus.SENT, expires_at=expires_at)
+        deps.faults.reached("parser.after_mark_sent", notification_id)
         deps.metrics.count("NotificationsSent")
         sent += 1
     if transient:
@@ -201,10 +206,10 @@ def _consolidation_left_to(deps: ParserDeps, batch_id: str, claimant: str) -> bo
 
 
 def _trigger_consolidator(deps: ParserDeps, batch_id: str, outcome: ParserOutcome) -> None:
-    invoke_with_retries(
+    trigger_consolidator(
         deps.invoker,
         deps.consolidator_function,
-        consolidator_payload(batch_id),
+        batch_id,
         attempts=deps.invoke_max_attempts,
         backoff_s=deps.invoke_backoff_s,
     )
@@ -236,7 +241,12 @@ def _process(deps: ParserDeps, payload: SubTaskPayload, record: SubTaskRecord, r
 
     done = record.model_copy(update={"matches": len(result.matches), "notified": notified, "rule_stats": result.stats})
     finished, consolidate = fanin.finish_subtask(
-        deps.tracking, done, SubTaskStatus.FINISHED, now_ms=deps.clock.now_ms(), claimant=_claimant(payload, run_id)
+        deps.tracking,
+        done,
+        SubTaskStatus.FINISHED,
+        now_ms=deps.clock.now_ms(),
+        claimant=_claimant(payload, run_id),
+        faults=deps.faults,
     )
     outcome = ParserOutcome(
         status="finished" if finished else "skipped",
@@ -248,6 +258,7 @@ def _process(deps: ParserDeps, payload: SubTaskPayload, record: SubTaskRecord, r
         rule_stats=result.stats,
     )
     if consolidate:
+        deps.faults.reached("parser.after_claim_consolidation", payload.batch_id)
         # Raising from here leaves the sub-task finished: Lambda's retry finds the claim and retries the invoke.
         _trigger_consolidator(deps, payload.batch_id, outcome)
     return outcome

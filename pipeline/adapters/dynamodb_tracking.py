@@ -32,7 +32,23 @@ if TYPE_CHECKING:
 
 __all__ = ["DynamoDBTrackingStore"]
 
+IAM_ACTIONS = frozenset(
+    {
+        "dynamodb:PutItem",  # create_batch
+        "dynamodb:GetItem",  # get_batch, get_subtask
+        "dynamodb:UpdateItem",  # claims, leases, complete_batch; each Update inside finish_subtask's transaction
+        "dynamodb:BatchWriteItem",  # put_subtasks
+        "dynamodb:Query",  # list_subtasks
+        "dynamodb:Scan",  # iter_batches (reports)
+    }
+)
+"""IAM actions this adapter's calls need (TransactWriteItems is authorised per contained action)."""
+
 BATCH_SK = "#BATCH"
+OPEN_BATCHES_INDEX = "open-batches"
+"""Sparse index (open_shard, created_at): only open batches carry `open_shard`, so the sweeper
+reads the few open ones instead of scanning every batch."""
+OPEN_MARKER = "open"
 TASK_PREFIX = "TASK#"
 TRANSACTION_CONFLICT_ATTEMPTS = 6
 
@@ -54,7 +70,9 @@ class DynamoDBTrackingStore:
     # -- batches -----------------------------------------------------------------------------
     def create_batch(self, batch: BatchRecord, expires_at: int) -> bool:
         document = batch.model_dump(mode="json", exclude_none=True)
-        document.update(pk=_pk(batch.batch_id), sk=BATCH_SK, kind="batch", expires_at=expires_at)
+        document.update(
+            pk=_pk(batch.batch_id), sk=BATCH_SK, kind="batch", expires_at=expires_at, open_shard=OPEN_MARKER
+        )
         return conditional_write(
             "create batch",
             lambda: self._client.put_item(
@@ -91,7 +109,9 @@ class DynamoDBTrackingStore:
             lambda: self._client.update_item(
                 TableName=self._table,
                 Key=_key(summary.batch_id, BATCH_SK),
-                UpdateExpression="SET #status = :complete, finished_at = :finished_at, summary = :summary",
+                UpdateExpression=(
+                    "SET #status = :complete, finished_at = :finished_at, summary = :summary REMOVE open_shard"
+                ),
                 ConditionExpression="#status = :open",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=to_item(
@@ -104,6 +124,45 @@ class DynamoDBTrackingStore:
                 ),
             ),
         )
+
+    def open_batches(self, created_before_ms: int) -> Iterator[BatchRecord]:
+        """Open batches created before `created_before_ms`, oldest first (eventually consistent)."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": OPEN_BATCHES_INDEX,
+            "KeyConditionExpression": "open_shard = :open AND created_at < :before",
+            "ExpressionAttributeValues": to_item({":open": OPEN_MARKER, ":before": created_before_ms}),
+        }
+        while True:
+            try:
+                page = self._client.query(**request)
+            except (ClientError, BotoCoreError) as exc:
+                raise translate(exc, "list open batches") from exc
+            for item in page.get("Items", []):
+                yield BatchRecord.model_validate(from_item(item))
+            if "LastEvaluatedKey" not in page:
+                return
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def count_redrive(self, batch_id: str, subtask_id: str) -> int | None:
+        """Add one re-drive to a pending sub-task; its new count, or None when it is no longer pending."""
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key=_key(batch_id, TASK_PREFIX + subtask_id),
+                UpdateExpression="ADD redrives :one",
+                ConditionExpression="#status = :pending",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_item({":one": 1, ":pending": SubTaskStatus.PENDING.value}),
+                ReturnValues="UPDATED_NEW",
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise translate(exc, "count re-drive") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, "count re-drive") from exc
+        return int(from_item(response["Attributes"])["redrives"])
 
     def iter_batches(self) -> Iterator[BatchRecord]:
         request: dict[str, Any] = {
@@ -257,7 +316,7 @@ class DynamoDBTrackingStore:
     # -- helpers -----------------------------------------------------------------------------
     @staticmethod
     def _subtask_document(record: SubTaskRecord, expires_at: int) -> dict[str, Any]:
-        document = record.model_dump(mode="json")
+        document = record.model_dump(mode="json", exclude_none=True)
         document.update(
             pk=_pk(record.batch_id), sk=TASK_PREFIX + record.subtask_id, kind="subtask", expires_at=expires_at
         )

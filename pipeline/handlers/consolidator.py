@@ -23,7 +23,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = ConsolidatorEvent.model_validate(event)
     with invocation(context, handler="consolidator", batch_id=request.batch_id) as logger:
         try:
-            summary = consolidate(deps.tracking, request.batch_id, now_ms=deps.clock.now_ms())
+            summary = consolidate(deps.tracking, request.batch_id, now_ms=deps.clock.now_ms(), faults=deps.faults)
             if summary is not None:
                 deps.metrics.count("BatchesCompleted")
         finally:

@@ -31,7 +31,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     records = _records(event)
     with invocation(context, handler="fan_out") as logger:
         try:
-            result = process_batch(deps, records)
+            result = process_batch(deps, records, context.get_remaining_time_in_millis)
         finally:
             deps.metrics.flush()
         logger.info(

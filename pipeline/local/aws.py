@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
 from pipeline.config import ResourceNames
 
@@ -22,6 +23,7 @@ __all__ = ["LOCAL_ACCOUNT", "LOCAL_REGION", "LocalAws", "SerializedClient", "cre
 
 LOCAL_REGION = "us-east-1"
 LOCAL_ACCOUNT = "123456789012"
+LOCAL_DYNAMODB_CONFIG = Config(retries={"mode": "legacy", "max_attempts": 3})
 """moto's default account id."""
 
 
@@ -31,6 +33,11 @@ class SerializedClient:
     def __init__(self, client: Any, lock: threading.RLock) -> None:
         self._client = client
         self._lock = lock
+
+    @property
+    def unwrapped(self) -> Any:
+        """The client itself, for registering botocore event handlers on it."""
+        return self._client
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._client, name)
@@ -68,7 +75,25 @@ def _tables(names: ResourceNames) -> list[dict[str, Any]]:
     }
     return [
         {"TableName": names.config_table, **composite},
-        {"TableName": names.batches_table, **composite},
+        {
+            "TableName": names.batches_table,
+            "KeySchema": composite["KeySchema"],
+            "AttributeDefinitions": [
+                *composite["AttributeDefinitions"],
+                {"AttributeName": "open_shard", "AttributeType": "S"},
+                {"AttributeName": "created_at", "AttributeType": "N"},
+            ],
+            "GlobalSecondaryIndexes": [
+                {
+                    "IndexName": "open-batches",
+                    "KeySchema": [
+                        {"AttributeName": "open_shard", "KeyType": "HASH"},
+                        {"AttributeName": "created_at", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
+        },
         {
             "TableName": names.matches_table,
             "KeySchema": [{"AttributeName": "match_key", "KeyType": "HASH"}],
@@ -82,7 +107,9 @@ def create_resources(
 ) -> LocalAws:
     """Create the tables, stream and queue the template declares (idempotent), return clients."""
     lock = threading.RLock()
-    dynamodb = session.client("dynamodb", **client_kwargs)
+    # Three attempts with DynamoDB's legacy 50 ms backoff: throttling mostly heals inside the SDK,
+    # as on AWS, and what does not reaches our code quickly instead of after ten doubling waits.
+    dynamodb = session.client("dynamodb", config=LOCAL_DYNAMODB_CONFIG, **client_kwargs)
     kinesis = session.client("kinesis", **client_kwargs)
     sqs = session.client("sqs", **client_kwargs)
     sns = session.client("sns", **client_kwargs)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.local.chaos import Chaos
 from pipeline.local.lambda_runtime import Handler, LocalLambdaContext
 
 __all__ = ["DiscardedRecords", "EventSourceMapping", "StreamRecord"]
@@ -54,6 +55,8 @@ class EventSourceMapping:
     timeout_s: float = 120.0
     region: str = "us-east-1"
     on_progress: Callable[[int], None] | None = None
+    chaos: Chaos | None = None
+    """Redelivers some batches the function already processed, as Kinesis may."""
     discarded: list[DiscardedRecords] = field(default_factory=list)
     invocations: int = 0
     delivered_records: int = 0
@@ -130,9 +133,18 @@ class EventSourceMapping:
         records = self.read_shard(shard_id)
         position = 0
         attempts: dict[int, int] = {}
+        redelivered: set[int] = set()
         while position < len(records):
             batch = self._next_batch(records, position)
             failed = self._invoke(batch)
+            if (
+                failed is None
+                and self.chaos is not None
+                and position not in redelivered
+                and self.chaos.decide("kinesis.redelivered", batch[0].sequence_number)
+            ):
+                redelivered.add(position)
+                continue
             if failed is None:
                 position += len(batch)
                 self.delivered_records += len(batch)

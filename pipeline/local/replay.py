@@ -9,12 +9,15 @@ rejected.jsonl.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pipeline import composition
 from pipeline.adapters.dynamodb_config import DynamoDBConfigStore
@@ -26,15 +29,20 @@ from pipeline.config import (
     ResourceNames,
 )
 from pipeline.errors import ConfigurationError
-from pipeline.handlers import fan_out
+from pipeline.faults import NO_FAULTS, FaultPoints
+from pipeline.handlers import fan_out, sweeper
 from pipeline.local.aws import LOCAL_REGION, LocalAws, local_aws
+from pipeline.local.chaos import Chaos, ChaosInvoker
 from pipeline.local.inputs import PlainTextSource, read_inputs
 from pipeline.local.kinesis import EventSourceMapping
+from pipeline.local.lambda_runtime import LocalAsyncInvoker, LocalLambdaContext
 from pipeline.local.sinks import CapturingNotifier, JsonlRejectSink, JsonlWriter
 from pipeline.local.wiring import LocalKnobs, local_invoker, local_wiring
 from pipeline.models import BatchStatus
 from pipeline.observability import CountingMetrics
 from pipeline.rules_file import RulesFile, load_rules_file
+
+_log = logging.getLogger("logfan.local")
 
 __all__ = ["OUTPUT_FILES", "ReplayOptions", "ReplayReport", "load_config", "replay"]
 
@@ -53,6 +61,12 @@ class ReplayOptions:
     max_retry_attempts: int = 5
     rule_timeout_ms: int = 100
     max_invoke_payload_bytes: int | None = None
+    chaos_rate: float = 0.0
+    """Probability of a fault at each boundary (see pipeline/local/chaos.py); 0 for a clean run."""
+    seed: int = 0
+    crash_points: FaultPoints | None = None
+    """Extra crash injection at the handlers' named steps (tests enumerate every step with it)."""
+    sweeper_rounds: int = 20
     on_progress: Callable[[int, int], None] | None = None
     """Called with (records delivered so far, records in all) as the mapping advances."""
 
@@ -75,6 +89,12 @@ class ReplayReport:
     subtasks: int = 0
     invocations: dict[str, int] = field(default_factory=dict)
     dead_letters: int = 0
+    """Async invocations that failed every attempt (the sweeper re-drives their work)."""
+    sweeper_runs: int = 0
+    redriven_subtasks: int = 0
+    faults_injected: dict[str, int] = field(default_factory=dict)
+    redeliveries_suppressed: int = 0
+    """Notifications delivered again after a crash, which receivers drop by notification_id."""
     wall_time_s: float = 0.0
     metrics: dict[str, float] = field(default_factory=dict)
 
@@ -84,7 +104,7 @@ class ReplayReport:
 
     @property
     def ok(self) -> bool:
-        return self.batches == self.complete_batches and self.dead_letters == 0
+        return self.batches == self.complete_batches
 
 
 def load_config(store: DynamoDBConfigStore, rules_file: RulesFile) -> None:
@@ -171,6 +191,26 @@ def _check_options(options: ReplayOptions) -> None:
         raise ConfigurationError("invalid replay options: " + "; ".join(problems))
 
 
+def _sweep_until_complete(
+    tracking: DynamoDBTrackingStore,
+    invoker: LocalAsyncInvoker,
+    names: ResourceNames,
+    rounds: int,
+    report: ReplayReport,
+) -> None:
+    """The scheduled sweeper, as a step: once the queues are idle, whatever is open is stuck."""
+    for _ in range(rounds):
+        if next(tracking.open_batches(created_before_ms=2**62), None) is None:
+            return
+        report.sweeper_runs += 1
+        try:
+            result = sweeper.handler({}, cast(LambdaContext, LocalLambdaContext(names.sweeper_function, 60)))
+            report.redriven_subtasks += int(result["redriven"])
+        except Exception as exc:
+            _log.warning("sweeper run failed; the next run retries", extra={"error": repr(exc)})
+        invoker.wait_idle()
+
+
 def replay(options: ReplayOptions) -> ReplayReport:
     """Run the whole pipeline over `options.inputs`; raises `ConfigurationError` / `RulesFileError` /
     `InputError` up front."""
@@ -196,18 +236,24 @@ def replay(options: ReplayOptions) -> ReplayReport:
         max_invoke_payload_bytes=options.max_invoke_payload_bytes, rule_timeout_ms=options.rule_timeout_ms
     )
 
+    chaos = Chaos(options.chaos_rate, options.seed) if options.chaos_rate else None
+
     with local_aws(names, shards=options.shards) as aws:
         load_config(DynamoDBConfigStore(aws.dynamodb, names.config_table), rules_file)
         KinesisPublisher(aws.kinesis, names.stream).publish(outgoing)
+        if chaos is not None:
+            chaos.attach_dynamodb(aws.dynamodb.unwrapped)
 
         invoker = local_invoker(names, knobs, workers=options.workers)
+        capture = CapturingNotifier(notifications, LOCAL_REGION)
         wiring = local_wiring(
             aws,
             knobs,
-            invoker=invoker,
+            invoker=invoker if chaos is None else ChaosInvoker(invoker, chaos),
             rejects=JsonlRejectSink(rejected),
-            notifier=CapturingNotifier(notifications, LOCAL_REGION),
+            notifier=capture,
             metrics=metrics,
+            faults=options.crash_points or chaos or NO_FAULTS,
         )
         delivered = 0
 
@@ -224,14 +270,18 @@ def replay(options: ReplayOptions) -> ReplayReport:
             handler=fan_out.handler,
             function_name=names.fan_out_function,
             batch_size=options.batch_size,
-            max_retry_attempts=options.max_retry_attempts,
+            # Under chaos a batch may fail many times before it gets through; Kinesis keeps it.
+            max_retry_attempts=options.max_retry_attempts if chaos is None else 10_000,
             on_progress=progress,
+            chaos=chaos,
         )
+        tracking = DynamoDBTrackingStore(aws.dynamodb, names.batches_table)
         with composition.install(wiring):
             invoker.start()
             try:
                 mapping.drain()
                 invoker.wait_idle()
+                _sweep_until_complete(tracking, invoker, names, options.sweeper_rounds, report)
             finally:
                 invoker.stop()
 
@@ -245,16 +295,17 @@ def replay(options: ReplayOptions) -> ReplayReport:
                         "reason": discarded.reason,
                     }
                 )
-        for letter in invoker.dead_letters:
-            rejected.write(
-                {
-                    "kind": "failed_invocation",
-                    "function": letter.function_name,
-                    "reason": letter.error,
-                    "payload": letter.payload,
-                }
+        if invoker.dead_letters:
+            _write_jsonl(
+                options.out / "dead_letters.jsonl",
+                [
+                    {"function": letter.function_name, "reason": letter.error, "attempts": letter.attempts}
+                    for letter in invoker.dead_letters
+                ],
             )
         report.dead_letters = len(invoker.dead_letters)
+        report.redeliveries_suppressed = capture.redeliveries
+        report.faults_injected = dict(chaos.injected) if chaos is not None else {}
         report.invocations = {"fan-out": mapping.invocations, **invoker.invocations}
         _export(aws, options, report)
 

@@ -47,13 +47,23 @@ def print_report(report: ReplayReport, out_dir: str, stream: TextIO = sys.stdout
             timeouts = report.timeouts_by_rule.get(key, 0)
             note = f"   ({timeouts} evaluations timed out)" if timeouts else ""
             print(f"  {key:<{key_width}}  {report.matches_by_rule.get(key, 0):>6}{note}", file=stream)
+    if report.faults_injected or report.sweeper_runs or report.dead_letters:
+        print(f"\nfaults injected: {sum(report.faults_injected.values())}", file=stream)
+        for point, count in sorted(report.faults_injected.items()):
+            print(f"  {point:<36}  {count:>6}", file=stream)
+        print(
+            f"recovered by: {report.sweeper_runs} sweeper run(s) re-driving {report.redriven_subtasks} sub-task(s) "
+            f"({report.dead_letters} async invocation(s) had failed every attempt, see dead_letters.jsonl); "
+            f"{report.redeliveries_suppressed} notification redelivery(ies) dropped by notification_id",
+            file=stream,
+        )
     print(
         f"\noutputs in {out_dir}/: matches.jsonl notifications.jsonl batches.jsonl rejected.jsonl",
         file=stream,
     )
     if not report.ok:
         print(
-            f"\nWARNING: {report.batches - report.complete_batches} batch(es) not complete, "
-            f"{report.dead_letters} invocation(s) failed every attempt (see rejected.jsonl)",
+            f"\nWARNING: {report.batches - report.complete_batches} batch(es) not complete after "
+            f"{report.sweeper_runs} sweeper run(s)",
             file=stream,
         )

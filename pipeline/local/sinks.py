@@ -44,13 +44,24 @@ class CapturingNotifier:
     """Renders each notification exactly as its channel would receive it, into `notifications.jsonl`.
 
     Channel targets (webhook URLs are secrets) are not written, only the channel id and type.
+    Like a receiver that honours the contract, it keeps the first delivery of each
+    `notification_id` and counts the redeliveries (at-least-once delivery after a crash between
+    sending and recording the send).
     """
 
     def __init__(self, writer: JsonlWriter, region: str) -> None:
         self._writer = writer
         self._region = region
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+        self.redeliveries = 0
 
     def send(self, channel: Channel, notification: Notification) -> None:
+        with self._lock:
+            if notification.notification_id in self._seen:
+                self.redeliveries += 1
+                return
+            self._seen.add(notification.notification_id)
         self._writer.write(
             {
                 "notification_id": notification.notification_id,

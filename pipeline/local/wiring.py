@@ -13,7 +13,9 @@ from pipeline.config import (
     FanOutSettings,
     ParserSettings,
     ResourceNames,
+    SweeperSettings,
 )
+from pipeline.faults import NO_FAULTS, FaultPoints
 from pipeline.handlers import consolidator, parser
 from pipeline.local.aws import LocalAws
 from pipeline.local.lambda_runtime import LocalAsyncInvoker
@@ -36,7 +38,9 @@ class LocalKnobs:
         return self.max_invoke_payload_bytes or LAMBDA_ASYNC_PAYLOAD_LIMIT
 
 
-def _settings(names: ResourceNames, knobs: LocalKnobs) -> tuple[FanOutSettings, ParserSettings, ConsolidatorSettings]:
+def _settings(
+    names: ResourceNames, knobs: LocalKnobs
+) -> tuple[FanOutSettings, ParserSettings, ConsolidatorSettings, SweeperSettings]:
     tables: dict[str, Any] = {
         "config_table": names.config_table,
         "batches_table": names.batches_table,
@@ -65,6 +69,18 @@ def _settings(names: ResourceNames, knobs: LocalKnobs) -> tuple[FanOutSettings, 
             }
         ),
         ConsolidatorSettings.model_validate(tables),
+        SweeperSettings.model_validate(
+            {
+                **tables,
+                "stream_name": names.stream,
+                "parser_function": names.parser_function,
+                "consolidator_function": names.consolidator_function,
+                # Locally the sweeper runs once the queues are idle: whatever is open then is stuck.
+                "stuck_after_s": 0,
+                "invoke_backoff_s": knobs.invoke_backoff_s,
+                **payload,
+            }
+        ),
     )
 
 
@@ -86,13 +102,15 @@ def local_wiring(
     notifier: Notifier,
     metrics: MetricsSink,
     dynamodb: Any = None,
+    faults: FaultPoints = NO_FAULTS,
 ) -> composition.Wiring:
     """The three functions' dependencies over `aws` (or a fault-injecting `dynamodb` client)."""
-    fan_out_settings, parser_settings, consolidator_settings = _settings(aws.names, knobs)
+    fan_out_settings, parser_settings, consolidator_settings, sweeper_settings = _settings(aws.names, knobs)
     client = dynamodb if dynamodb is not None else aws.dynamodb
     clock = composition.SystemClock()
     return composition.Wiring(
-        fan_out=composition.build_fan_out(fan_out_settings, client, invoker, rejects, metrics, clock),
-        parser=composition.build_parser(parser_settings, client, invoker, notifier, metrics, clock),
-        consolidator=composition.build_consolidator(consolidator_settings, client, metrics, clock),
+        fan_out=composition.build_fan_out(fan_out_settings, client, invoker, rejects, metrics, clock, faults),
+        parser=composition.build_parser(parser_settings, client, invoker, notifier, metrics, clock, faults),
+        consolidator=composition.build_consolidator(consolidator_settings, client, metrics, clock, faults),
+        sweeper=composition.build_sweeper(sweeper_settings, client, aws.kinesis, invoker, metrics, clock),
     )

@@ -7,12 +7,17 @@ import gzip
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+import pytest
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pipeline.adapters.kinesis_publisher import KinesisPublisher, OutgoingRecord
+from pipeline.errors import TimeBudgetError
 from pipeline.handlers import fan_out
 from pipeline.local.aws import LocalAws
 from pipeline.local.kinesis import EventSourceMapping
+from pipeline.local.lambda_runtime import LocalLambdaContext
 from pipeline.models import BatchStatus, SubTaskStatus
 from pipeline.ports import FunctionInvoker
 from pipeline.routing import compute_batch_id
@@ -355,3 +360,22 @@ def test_an_event_too_large_for_any_payload_is_set_aside_and_the_rest_parsed(aws
         assert _match_keys(h) == Counter({("acme", "errors", small["id"]): 1})
         batch = h.tracking.get_batch(_batch_id(event))
         assert batch is not None and batch.status is BatchStatus.COMPLETE
+
+
+def test_a_batch_that_leaves_too_little_time_is_handed_back_before_anything_is_recorded(
+    aws: LocalAws, tmp_path: Path
+) -> None:
+    # Given a fan-out invocation with less time left than the reserve
+    with harness(aws, tmp_path) as h:
+        h.config.put_customer(f.customer("acme", [ACME]))
+        event = f.kinesis_event([f.encode(f.logs_message(ACME, ["ERROR boom"]))])
+        context = LocalLambdaContext("logfan-fan-out", timeout_s=5)  # the reserve is 10 s
+
+        # When the handler runs, Then it fails so the event source mapping retries (and bisects)
+        with pytest.raises(TimeBudgetError):
+            fan_out.handler(event, cast(LambdaContext, context))
+
+        # and nothing was recorded or invoked
+        assert list(h.tracking.iter_batches()) == []
+        assert h.invocations("logfan-parser") == 0
+        assert h.metrics.snapshot()["TimeBudgetExceeded"] == 1
