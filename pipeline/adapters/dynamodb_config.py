@@ -31,6 +31,16 @@ if TYPE_CHECKING:
 
 __all__ = ["DynamoDBConfigStore"]
 
+IAM_ACTIONS = frozenset(
+    {
+        "dynamodb:BatchGetItem",  # customers_for_owners
+        "dynamodb:Query",  # load_customer
+        "dynamodb:PutItem",  # put_rule; each Put inside put_customer's transaction
+        "dynamodb:DeleteItem",  # each Delete inside put_customer's transaction
+    }
+)
+"""IAM actions this adapter's calls need (TransactWriteItems is authorised per contained action)."""
+
 PROFILE_SK = "#PROFILE"
 OWNER_SK = "#OWNER"
 RULE_PREFIX = "RULE#"

@@ -21,6 +21,15 @@ if TYPE_CHECKING:
 
 __all__ = ["MESSAGE_MAX_BYTES", "DynamoDBMatchStore", "truncate_utf8"]
 
+IAM_ACTIONS = frozenset(
+    {
+        "dynamodb:PutItem",  # claim_matches, save_notification
+        "dynamodb:GetItem",  # notification_status
+        "dynamodb:Scan",  # iter_matches (reports)
+    }
+)
+"""IAM actions this adapter's calls need."""
+
 MESSAGE_MAX_BYTES = 64 * 1024
 """A DynamoDB item holds at most 400 KB; a log event may be 1 MB. Stored messages are cut here."""
 

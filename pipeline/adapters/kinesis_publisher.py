@@ -23,6 +23,9 @@ __all__ = [
     "OutgoingRecord",
 ]
 
+IAM_ACTIONS = frozenset({"kinesis:PutRecords"})
+"""IAM actions this adapter's calls need."""
+
 PUT_RECORDS_LIMIT = 500
 """PutRecords takes at most 500 records per call..."""
 PUT_RECORDS_MAX_BYTES = 5 * 1024 * 1024

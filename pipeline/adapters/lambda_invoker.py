@@ -15,6 +15,10 @@ if TYPE_CHECKING:
 __all__ = ["LambdaInvoker"]
 
 
+IAM_ACTIONS = frozenset({"lambda:InvokeFunction"})
+"""IAM actions this adapter's calls need."""
+
+
 class LambdaInvoker:
     def __init__(self, client: LambdaClient, max_payload_bytes: int = LAMBDA_ASYNC_PAYLOAD_LIMIT) -> None:
         self._client = client

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 __all__ = ["ChannelNotifier", "HttpPoster", "UrllibPoster"]
 
+IAM_ACTIONS = frozenset({"sns:Publish"})
+"""IAM actions this adapter's calls need (Slack and webhooks are plain HTTPS)."""
+
 HTTP_TIMEOUT_S = 5.0
 
 

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 __all__ = ["SEND_BATCH_LIMIT", "SqsRejectSink"]
 
+IAM_ACTIONS = frozenset({"sqs:SendMessage"})
+"""IAM actions this adapter's calls need (SendMessageBatch is authorised as SendMessage)."""
+
 SEND_BATCH_LIMIT = 10
 """SendMessageBatch takes at most 10 messages."""
 ATTEMPTS = 5
