@@ -9,6 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.cli_bench import register as register_bench
+from pipeline.cli_subscribe import register as register_subscriptions
 from pipeline.errors import LogfanError
 
 __all__ = ["main"]
@@ -32,6 +34,8 @@ def _replay(args: argparse.Namespace) -> int:
         shards=args.shards,
         workers=args.workers,
         rule_timeout_ms=args.rule_timeout_ms,
+        chaos_rate=args.chaos,
+        seed=args.seed,
         on_progress=None if args.quiet else print_progress,
     )
     report = replay(options)
@@ -62,9 +66,20 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--shards", type=int, default=1, help="shards of the emulated stream")
     replay.add_argument("--workers", type=int, default=4, help="concurrent async invocations")
     replay.add_argument("--rule-timeout-ms", type=int, default=100, help="time bound of one rule on one line")
+    replay.add_argument(
+        "--chaos",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="inject faults at every boundary with this probability (0-1): throttling, failed and "
+        "duplicated invokes, redelivered batches, crashes after each side effect",
+    )
+    replay.add_argument("--seed", type=int, default=0, help="chaos seed: same seed, same faults")
     replay.add_argument("-v", "--verbose", action="store_true", help="show the handlers' structured logs")
     replay.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     replay.set_defaults(run=_replay)
+    register_subscriptions(commands)
+    register_bench(commands)
     return parser
 
 

@@ -57,7 +57,18 @@ def decompress_gzip(compressed: bytes, *, max_decompressed_bytes: int = DEFAULT_
 
 
 def parse_logs_message(raw: bytes) -> LogsMessage:
-    """Parse and validate the JSON of one subscription message."""
+    """Parse and validate the JSON of one subscription message.
+
+    The common case is validated straight from the bytes (pydantic's parser, no intermediate dicts);
+    it refuses lone surrogates itself. Anything it refuses goes through the slow path, which says why.
+    """
+    try:
+        return LogsMessage.model_validate_json(raw)
+    except ValidationError:
+        return _parse_logs_message_explained(raw)
+
+
+def _parse_logs_message_explained(raw: bytes) -> LogsMessage:
     try:
         document = json.loads(raw)
     except UnicodeDecodeError:

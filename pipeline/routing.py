@@ -2,6 +2,8 @@
 
 A sub-task's payload must fit the asynchronous invoke payload limit, so the planner measures
 the exact bytes of the JSON the invoker will send (`encode_payload`) while it fills each chunk.
+A record's events usually all fit the chunk being filled: they are then sized in one go, and one
+by one only where a chunk boundary falls.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import pydantic_core
 
 from pipeline.models import LogEvent, LogsMessage, StreamEvents, SubTask, SubTaskPayload
 
@@ -76,12 +80,21 @@ def _dumps(value: Any) -> bytes:
 
 
 def encode_payload(payload: SubTaskPayload) -> bytes:
-    """The exact bytes sent to the parser; the planner sizes chunks with the same encoder."""
-    return _dumps(payload.model_dump(mode="json"))
+    """The exact bytes sent to the parser; the planner sizes chunks with the same encoder.
+
+    pydantic's serializer writes what `json.dumps(..., ensure_ascii=False, separators=(",", ":"))`
+    writes (a unit test holds it to that), several times faster.
+    """
+    return pydantic_core.to_json(payload)
 
 
 def _event_size(event: LogEvent) -> int:
-    return len(_dumps({"id": event.id, "timestamp": event.timestamp, "message": event.message}))
+    return len(pydantic_core.to_json(event))
+
+
+def _events_size(events: Sequence[LogEvent]) -> int:
+    """Bytes of `events` in a payload's event list: their sizes plus the commas between them."""
+    return len(pydantic_core.to_json(events)) - 2
 
 
 @dataclass(slots=True)
@@ -125,6 +138,14 @@ class _ChunkBuilder:
         self.sequence_numbers.add(sequence_number)
         self.size += cost
 
+    def add_all(self, key: tuple[str, str, str], events: Sequence[LogEvent], cost: int, sequence_number: str) -> None:
+        """Add a whole record's events; `cost` is `self.cost(key, <their joint size>)`."""
+        if not self.streams or self.streams[-1][0] != key:
+            self.streams.append((key, []))
+        self.streams[-1][1].extend(events)
+        self.sequence_numbers.add(sequence_number)
+        self.size += cost
+
     def build(self) -> SubTask:
         streams = [
             StreamEvents(owner=owner, log_group=group, log_stream=stream, events=events)
@@ -145,7 +166,7 @@ def plan_batch(
     Events of owners no customer claims are counted, never planned. Event order within a stream
     is kept; customers are planned in id order so the same input always gives the same plan.
     """
-    per_customer: dict[str, list[tuple[tuple[str, str, str], LogEvent, str]]] = {}
+    per_customer: dict[str, list[tuple[tuple[str, str, str], Sequence[LogEvent], str]]] = {}
     events = 0
     unclaimed_events = 0
     unclaimed_owners: set[str] = set()
@@ -162,28 +183,23 @@ def plan_batch(
             continue
         key = (message.owner, message.log_group, message.log_stream)
         bucket = per_customer.setdefault(customer_id, [])
-        bucket.extend((key, event, record.sequence_number) for event in message.log_events)
+        if message.log_events:
+            bucket.append((key, message.log_events, record.sequence_number))
 
     subtasks: list[SubTask] = []
     oversized: list[OversizedEvent] = []
     for customer_id in sorted(per_customer):
         builder = _ChunkBuilder(batch_id, customer_id, chunk=0)
         empty_size = builder.size
-        for key, event, sequence_number in per_customer[customer_id]:
-            event_size = _event_size(event)
-            if empty_size + builder.stream_overhead(key) + event_size > max_payload_bytes:
-                # Fits no payload even alone; set aside without closing the chunk being filled.
-                owner, log_group, log_stream = key
-                oversized.append(
-                    OversizedEvent(customer_id, owner, log_group, log_stream, event.id, event_size, sequence_number)
-                )
+        for key, record_events, sequence_number in per_customer[customer_id]:
+            whole = builder.cost(key, _events_size(record_events))
+            if builder.size + whole <= max_payload_bytes:
+                builder.add_all(key, record_events, whole, sequence_number)
                 continue
-            cost = builder.cost(key, event_size)
-            if builder.size + cost > max_payload_bytes:
-                subtasks.append(builder.build())
-                builder = _ChunkBuilder(batch_id, customer_id, chunk=builder.chunk + 1)
-                cost = builder.cost(key, event_size)
-            builder.add(key, event, cost, sequence_number)
+            for event in record_events:
+                builder = _place_event(
+                    builder, key, event, sequence_number, empty_size, max_payload_bytes, subtasks, oversized
+                )
         if builder.streams:
             subtasks.append(builder.build())
     return BatchPlan(
@@ -194,3 +210,31 @@ def plan_batch(
         unclaimed_owners=frozenset(unclaimed_owners),
         oversized=oversized,
     )
+
+
+def _place_event(
+    builder: _ChunkBuilder,
+    key: tuple[str, str, str],
+    event: LogEvent,
+    sequence_number: str,
+    empty_size: int,
+    max_payload_bytes: int,
+    subtasks: list[SubTask],
+    oversized: list[OversizedEvent],
+) -> _ChunkBuilder:
+    """Add one event where a chunk boundary may fall; returns the builder now being filled."""
+    event_size = _event_size(event)
+    if empty_size + builder.stream_overhead(key) + event_size > max_payload_bytes:
+        # Fits no payload even alone; set aside without closing the chunk being filled.
+        owner, log_group, log_stream = key
+        oversized.append(
+            OversizedEvent(builder.customer_id, owner, log_group, log_stream, event.id, event_size, sequence_number)
+        )
+        return builder
+    cost = builder.cost(key, event_size)
+    if builder.size + cost > max_payload_bytes:
+        subtasks.append(builder.build())
+        builder = _ChunkBuilder(builder.batch_id, builder.customer_id, chunk=builder.chunk + 1)
+        cost = builder.cost(key, event_size)
+    builder.add(key, event, cost, sequence_number)
+    return builder
