@@ -130,6 +130,8 @@ def build_parser(
         metrics=metrics,
         clock=clock,
         consolidator_function=settings.consolidator_function,
+        parser_function=settings.parser_function,
+        time_reserve_ms=settings.time_reserve_ms,
         notification_samples=settings.notification_samples,
         tracking_ttl_days=settings.tracking_ttl_days,
         match_ttl_days=settings.match_ttl_days,

@@ -99,7 +99,11 @@ class FanOutSettings(TableSettings):
 
 
 class ParserSettings(TableSettings):
+    parser_function: str = Field(min_length=1)
+    """Its own name: a run short of time hands the rest of its sub-task to a fresh invocation."""
     consolidator_function: str = Field(min_length=1)
+    time_reserve_ms: int = Field(default=30_000, ge=0)
+    """Hand the rest on when less than this is left: enough to notify and hand over safely."""
     rule_timeout_ms: int = Field(default=100, ge=1)
     rule_budget_ms: int = Field(default=2000, ge=1)
     rules_cache_ttl_s: float = Field(default=60.0, ge=0)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -79,6 +79,8 @@ class MatchResult:
     matches: list[Match] = field(default_factory=list)
     stats: dict[str, RuleStats] = field(default_factory=dict)
     events: int = 0
+    spent_s: dict[str, float] = field(default_factory=dict)
+    """Time each rule has used of its per-invocation budget, to carry into the next slice."""
 
     @property
     def timeouts(self) -> int:
@@ -207,11 +209,15 @@ class RuleEngine:
         finally:
             tally.spent_s += self._clock() - started
 
-    def match(self, streams: Iterable[StreamEvents]) -> MatchResult:
-        """Evaluate every rule on every event of `streams`, each evaluation time-bounded."""
+    def match(self, streams: Iterable[StreamEvents], spent_s: Mapping[str, float] | None = None) -> MatchResult:
+        """Evaluate every rule on every event of `streams`, each evaluation time-bounded.
+
+        `spent_s` carries what each rule already used of its budget in this invocation, so an
+        invocation that matches its payload slice by slice keeps one budget per rule.
+        """
         if self._prefilter is None:
-            return self._match_plain(streams)
-        return self._match_prefiltered(list(streams), self._prefilter)
+            return self._match_plain(streams, spent_s or {})
+        return self._match_prefiltered(list(streams), self._prefilter, spent_s or {})
 
     def _applicable_rules(self, log_group: str) -> tuple[int, ...]:
         found = self._applicable.get(log_group)
@@ -223,14 +229,19 @@ class RuleEngine:
             )
         return found
 
-    def _match_prefiltered(self, streams: list[StreamEvents], prefilter: _Prefilter) -> MatchResult:
+    def _match_prefiltered(
+        self, streams: list[StreamEvents], prefilter: _Prefilter, spent_s: Mapping[str, float]
+    ) -> MatchResult:
         """The plain engine's results, evaluating `regex` only where the prefilter allows a match.
 
         A rule over its budget is skipped on every later line, exactly as the plain loop counts it:
         the lines it would have been skipped on are added up when it crosses the budget.
         """
         by_id: dict[str, _RuleTally] = {}
-        tallies = [by_id.setdefault(compiled.rule.rule_id, _RuleTally()) for compiled in self._rules]
+        tallies = [
+            by_id.setdefault(compiled.rule.rule_id, _RuleTally(spent_s=spent_s.get(compiled.rule.rule_id, 0.0)))
+            for compiled in self._rules
+        ]
         result = MatchResult()
         budget = self._limits.per_invocation_budget_s
         candidates = prefilter.candidates([event.message for stream in streams for event in stream.events])
@@ -264,11 +275,15 @@ class RuleEngine:
                         always = [i for i in always if i != index]
             offset += len(events)
         result.stats = {rule_id: tally.frozen() for rule_id, tally in by_id.items()}
+        result.spent_s = {rule_id: tally.spent_s for rule_id, tally in by_id.items()}
         return result
 
-    def _match_plain(self, streams: Iterable[StreamEvents]) -> MatchResult:
+    def _match_plain(self, streams: Iterable[StreamEvents], spent_s: Mapping[str, float]) -> MatchResult:
         """Every applicable rule on every event: the reference the prefiltered path must equal."""
-        tallies = {compiled.rule.rule_id: _RuleTally() for compiled in self._rules}
+        tallies = {
+            compiled.rule.rule_id: _RuleTally(spent_s=spent_s.get(compiled.rule.rule_id, 0.0))
+            for compiled in self._rules
+        }
         result = MatchResult()
         budget = self._limits.per_invocation_budget_s
         for stream in streams:
@@ -284,6 +299,7 @@ class RuleEngine:
                         tally.matches += 1
                         result.matches.append(_match_of(compiled, stream, event))
         result.stats = {rule_id: tally.frozen() for rule_id, tally in tallies.items()}
+        result.spent_s = {rule_id: tally.spent_s for rule_id, tally in tallies.items()}
         return result
 
 

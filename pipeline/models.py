@@ -16,6 +16,7 @@ __all__ = [
     "BatchRecord",
     "BatchStatus",
     "BatchSummary",
+    "CarriedStats",
     "Channel",
     "ChannelType",
     "Customer",
@@ -164,6 +165,10 @@ class SubTaskPayload(_Frozen):
     subtask_id: str
     customer_id: str
     streams: list[StreamEvents]
+    part: int = 0
+    """0 for what the fan-out sends; n for the n-th hand-over of a run that ran short of time."""
+    carried: CarriedStats | None = None
+    """What the earlier parts of this sub-task found, so the last part finishes it with the totals."""
 
     @property
     def event_count(self) -> int:
@@ -196,6 +201,34 @@ class RuleStats(_Frozen):
     timeouts: int = 0
     errors: int = 0
     skipped_lines: int = 0
+
+    def plus(self, other: RuleStats) -> RuleStats:
+        return RuleStats(
+            matches=self.matches + other.matches,
+            timeouts=self.timeouts + other.timeouts,
+            errors=self.errors + other.errors,
+            skipped_lines=self.skipped_lines + other.skipped_lines,
+        )
+
+
+class CarriedStats(_Frozen):
+    """A sub-task's results so far, handed from one part of its run to the next."""
+
+    events: int = 0
+    matches: int = 0
+    notified: int = 0
+    rule_stats: dict[str, RuleStats] = Field(default_factory=dict)
+
+    def plus(self, events: int, matches: int, notified: int, rule_stats: dict[str, RuleStats]) -> CarriedStats:
+        merged = dict(self.rule_stats)
+        for rule_id, stats in rule_stats.items():
+            merged[rule_id] = merged[rule_id].plus(stats) if rule_id in merged else stats
+        return CarriedStats(
+            events=self.events + events,
+            matches=self.matches + matches,
+            notified=self.notified + notified,
+            rule_stats=merged,
+        )
 
 
 class SubTaskRecord(_Stored):
@@ -300,3 +333,4 @@ class Notification(_Frozen):
 
 
 BatchRecord.model_rebuild()
+SubTaskPayload.model_rebuild()

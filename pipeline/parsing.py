@@ -11,15 +11,24 @@ the same notifications alongside it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from pipeline import fanin
 from pipeline.errors import DeliveryError, LogfanError
 from pipeline.faults import NO_FAULTS, FaultPoints
-from pipeline.invoking import trigger_consolidator
+from pipeline.invoking import invoke_with_retries, trigger_consolidator
 from pipeline.matching import MatchResult
-from pipeline.models import BatchStatus, RuleStats, SubTaskPayload, SubTaskRecord, SubTaskStatus
+from pipeline.models import (
+    BatchStatus,
+    CarriedStats,
+    RuleStats,
+    StreamEvents,
+    SubTaskPayload,
+    SubTaskRecord,
+    SubTaskStatus,
+)
 from pipeline.notifications import build_notification, group_by_rule, notification_id_for
 from pipeline.ports import (
     Clock,
@@ -31,6 +40,7 @@ from pipeline.ports import (
     SubTaskLeases,
     TrackingStore,
 )
+from pipeline.routing import encode_payload
 from pipeline.rules_cache import CompiledCustomer, CustomerRulesCache
 
 __all__ = ["ParserDeps", "ParserOutcome", "run_subtask"]
@@ -56,12 +66,16 @@ class ParserDeps:
     match_ttl_days: int
     invoke_max_attempts: int
     invoke_backoff_s: float
+    parser_function: str = ""
+    """This function's own name, for handing the rest of a sub-task to a fresh invocation."""
+    time_reserve_ms: int = 30_000
+    slice_events: int = 500
     faults: FaultPoints = NO_FAULTS
 
 
 @dataclass(slots=True)
 class ParserOutcome:
-    status: Literal["finished", "skipped"]
+    status: Literal["finished", "skipped", "continued"]
     reason: str = ""
     events: int = 0
     matches: int = 0
@@ -71,10 +85,61 @@ class ParserOutcome:
     rule_stats: dict[str, RuleStats] = field(default_factory=dict)
 
 
-def _match(compiled: CompiledCustomer | None, payload: SubTaskPayload) -> MatchResult:
+def _slices(streams: Sequence[StreamEvents], size: int) -> list[list[StreamEvents]]:
+    """Cut the payload into slices of at most `size` events, splitting streams where needed."""
+    slices: list[list[StreamEvents]] = [[]]
+    room = size
+    for stream in streams:
+        start = 0
+        while start < len(stream.events):
+            if room == 0:
+                slices.append([])
+                room = size
+            take = stream.events[start : start + room]
+            slices[-1].append(stream.model_copy(update={"events": take}))
+            start += len(take)
+            room -= len(take)
+    return [piece for piece in slices if piece]
+
+
+def _rejoin(slices: Sequence[Sequence[StreamEvents]]) -> list[StreamEvents]:
+    streams: list[StreamEvents] = []
+    for piece in slices:
+        for stream in piece:
+            last = streams[-1] if streams else None
+            if last is not None and (last.owner, last.log_group, last.log_stream) == (
+                stream.owner,
+                stream.log_group,
+                stream.log_stream,
+            ):
+                streams[-1] = last.model_copy(update={"events": [*last.events, *stream.events]})
+            else:
+                streams.append(stream)
+    return streams
+
+
+def _match(
+    deps: ParserDeps, compiled: CompiledCustomer | None, payload: SubTaskPayload, deadline_ms: int
+) -> tuple[MatchResult, list[StreamEvents]]:
+    """Match slice by slice until done or until the invocation runs short of time.
+
+    Returns the result so far and the streams not yet matched (empty when done). At least one
+    slice is always matched, so every hand-over makes progress.
+    """
     if compiled is None:
-        return MatchResult(events=payload.event_count)
-    return compiled.engine.match(payload.streams)
+        return MatchResult(events=payload.event_count), []
+    slices = _slices(payload.streams, deps.slice_events)
+    total = MatchResult()
+    for index, piece in enumerate(slices):
+        if index and deps.clock.now_ms() >= deadline_ms - deps.time_reserve_ms:
+            return total, _rejoin(slices[index:])
+        part = compiled.engine.match(piece, total.spent_s)
+        total.matches.extend(part.matches)
+        total.events += part.events
+        total.spent_s = part.spent_s
+        for rule_id, stats in part.stats.items():
+            total.stats[rule_id] = total.stats[rule_id].plus(stats) if rule_id in total.stats else stats
+    return total, []
 
 
 def _notify(
@@ -177,13 +242,51 @@ def run_subtask(deps: ParserDeps, payload: SubTaskPayload, *, run_id: str, deadl
         deps.metrics.count("DuplicateInvocations")
         return ParserOutcome(status="skipped", reason="another run is processing the sub-task")
     try:
-        return _process(deps, payload, record, run_id)
+        return _process(deps, payload, record, run_id, deadline_ms)
     except BaseException:
         try:
             deps.leases.release_subtask(payload.batch_id, payload.subtask_id, run_id)
         except LogfanError as exc:
             _log.error("could not release the sub-task; its lease lapses at the deadline", extra={"error": str(exc)})
         raise
+
+
+def _hand_over(
+    deps: ParserDeps,
+    payload: SubTaskPayload,
+    run_id: str,
+    left: list[StreamEvents],
+    totals: CarriedStats,
+    sent: int,
+) -> ParserOutcome:
+    """Out of time: give the rest of the sub-task, with the results so far, to a fresh invocation.
+
+    The lease goes first, so the next part can take it; if the invoke then fails, this part
+    raises and Lambda retries it (its matches and notifications are already idempotent).
+    """
+    rest = payload.model_copy(update={"streams": left, "part": payload.part + 1, "carried": totals})
+    deps.leases.release_subtask(payload.batch_id, payload.subtask_id, run_id)
+    invoke_with_retries(
+        deps.invoker,
+        deps.parser_function,
+        encode_payload(rest),
+        attempts=deps.invoke_max_attempts,
+        backoff_s=deps.invoke_backoff_s,
+    )
+    deps.metrics.count("SubTaskHandOvers")
+    _log.info(
+        "ran short of time; handed the rest of the sub-task on",
+        extra={"part": rest.part, "events_left": rest.event_count},
+    )
+    return ParserOutcome(
+        status="continued",
+        reason=f"handed {rest.event_count} events to part {rest.part}",
+        events=totals.events,
+        matches=totals.matches,
+        notified=totals.notified,
+        notifications=sent,
+        rule_stats=totals.rule_stats,
+    )
 
 
 def _claimant(payload: SubTaskPayload, run_id: str) -> str:
@@ -216,7 +319,9 @@ def _trigger_consolidator(deps: ParserDeps, batch_id: str, outcome: ParserOutcom
     outcome.consolidator_triggered = True
 
 
-def _process(deps: ParserDeps, payload: SubTaskPayload, record: SubTaskRecord, run_id: str) -> ParserOutcome:
+def _process(
+    deps: ParserDeps, payload: SubTaskPayload, record: SubTaskRecord, run_id: str, deadline_ms: int
+) -> ParserOutcome:
     compiled = deps.rules.get(payload.customer_id)
     if compiled is None:
         _log.warning(
@@ -227,7 +332,7 @@ def _process(deps: ParserDeps, payload: SubTaskPayload, record: SubTaskRecord, r
         deps.metrics.count("BrokenRules", len(compiled.broken_rules))
         _log.error("rules that do not compile were skipped", extra={"broken_rules": compiled.broken_rules})
 
-    result = _match(compiled, payload)
+    result, left = _match(deps, compiled, payload, deadline_ms)
     deps.metrics.count("Events", result.events)
     deps.metrics.count("Matches", len(result.matches))
     deps.metrics.count("RuleTimeouts", result.timeouts)
@@ -238,8 +343,13 @@ def _process(deps: ParserDeps, payload: SubTaskPayload, record: SubTaskRecord, r
                 extra={"rule_id": rule_id, "timeouts": stats.timeouts, "skipped_lines": stats.skipped_lines},
             )
     notified, sent = _notify(deps, compiled, payload, result) if compiled and result.matches else (0, 0)
+    totals = (payload.carried or CarriedStats()).plus(result.events, len(result.matches), notified, result.stats)
+    if left:
+        return _hand_over(deps, payload, run_id, left, totals, sent)
 
-    done = record.model_copy(update={"matches": len(result.matches), "notified": notified, "rule_stats": result.stats})
+    done = record.model_copy(
+        update={"matches": totals.matches, "notified": totals.notified, "rule_stats": totals.rule_stats}
+    )
     finished, consolidate = fanin.finish_subtask(
         deps.tracking,
         done,
@@ -251,11 +361,11 @@ def _process(deps: ParserDeps, payload: SubTaskPayload, record: SubTaskRecord, r
     outcome = ParserOutcome(
         status="finished" if finished else "skipped",
         reason="" if finished else "another run finished the sub-task first",
-        events=result.events,
-        matches=len(result.matches),
-        notified=notified,
+        events=totals.events,
+        matches=totals.matches,
+        notified=totals.notified,
         notifications=sent,
-        rule_stats=result.stats,
+        rule_stats=totals.rule_stats,
     )
     if consolidate:
         deps.faults.reached("parser.after_claim_consolidation", payload.batch_id)

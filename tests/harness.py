@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -73,6 +74,7 @@ def harness(
     wrap_dynamodb: Callable[[Any], Any] | None = None,
     rule_timeout_ms: int = 100,
     workers: int = 2,
+    parser_overrides: dict[str, Any] | None = None,
 ) -> Iterator[Harness]:
     """The three handlers on moto; `wrap_*` put a fault injector around a port at the AWS boundary.
 
@@ -96,6 +98,8 @@ def harness(
         metrics=metrics,
         dynamodb=wrap_dynamodb(aws.dynamodb) if wrap_dynamodb else None,
     )
+    if parser_overrides:
+        wiring = dataclasses.replace(wiring, parser=dataclasses.replace(wiring.parser, **parser_overrides))
     with composition.install(wiring):
         invoker.start()
         try:

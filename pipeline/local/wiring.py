@@ -63,6 +63,7 @@ def _settings(
         ParserSettings.model_validate(
             {
                 **tables,
+                "parser_function": names.parser_function,
                 "consolidator_function": names.consolidator_function,
                 "rule_timeout_ms": knobs.rule_timeout_ms,
                 "invoke_backoff_s": knobs.invoke_backoff_s,

@@ -272,3 +272,40 @@ def test_a_consolidation_claim_that_failed_is_made_by_the_parser_retry(aws: Loca
         assert not h.invoker.dead_letters
         assert len(h.notification_lines()) == 1
         _assert_complete_once(h, _batch_id(event), total_tasks=1)
+
+
+def test_a_run_short_of_time_hands_the_rest_of_its_subtask_to_a_fresh_invocation(aws: LocalAws, tmp_path: Path) -> None:
+    # Given parsers that match two events per slice and always believe their time is nearly up
+    # (the reserve exceeds any invocation's time), so every part hands over after one slice
+    messages = [f"ERROR {n}" if n % 2 == 0 else f"INFO {n}" for n in range(7)]
+    events = [f.event(m) for m in messages]
+    event = f.kinesis_event(
+        [
+            f.encode(f.logs_message(ACME, events=events[:4], log_stream="a")),
+            f.encode(f.logs_message(ACME, events=events[4:], log_stream="b")),
+        ]
+    )
+    overrides = {"slice_events": 2, "time_reserve_ms": 10**9}
+    with harness(aws, tmp_path, parser_overrides=overrides) as h:
+        _configure(h)
+
+        # When the batch is fanned out
+        h.fan_out(event)
+        h.settle()
+
+        # Then the sub-task ran in four parts, each one slice, and finished once with the totals
+        assert h.invocations(PARSER) == 4
+        assert h.metrics.snapshot()["SubTaskHandOvers"] == 3
+        expected = {("acme", "errors", e["id"]) for e in events if e["message"].startswith("ERROR")}
+        assert _match_keys(h) == Counter(expected)
+        (subtask,) = h.tracking.list_subtasks(_batch_id(event))
+        assert subtask.status is SubTaskStatus.FINISHED
+        assert (subtask.matches, subtask.notified) == (4, 4)
+        assert subtask.rule_stats["errors"].matches == 4
+        _assert_complete_once(h, _batch_id(event), total_tasks=1)
+        batch = h.tracking.get_batch(_batch_id(event))
+        assert batch is not None and batch.summary is not None and batch.summary.matches == 4
+        # and every match was notified exactly once, across the parts' notifications
+        notified = [n for n in h.notification_lines() if n["customer_id"] == "acme"]
+        assert sum(n["count"] for n in notified) == 4
+        assert len({n["notification_id"] for n in notified}) == len(notified)
