@@ -1,8 +1,8 @@
 """The batch / sub-task state machine of the fan-out and fan-in (pure rules over a `TrackingStore`).
 
-    batch:    open --(every sub-task finished or requeued, consolidator wins)--> complete
+    batch:    open --(every sub-task finished or abandoned, consolidator wins)--> complete
     sub-task: pending --(parser done)--> finished
-              pending --(invoke failed for good; records go back to Kinesis)--> requeued
+              pending --(the sweeper cannot re-drive it)--> abandoned
 
 `finished_tasks` only moves inside the same transaction as a sub-task's own pending -> done
 change, so it can never overcount, and `claim_consolidation` lets exactly one caller trigger the
@@ -37,7 +37,7 @@ __all__ = [
     "summarise",
 ]
 
-_DONE = (SubTaskStatus.FINISHED, SubTaskStatus.REQUEUED, SubTaskStatus.ABANDONED)
+_DONE = (SubTaskStatus.FINISHED, SubTaskStatus.ABANDONED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +155,6 @@ def summarise(batch: BatchRecord, subtasks: Sequence[SubTaskRecord], *, now_ms: 
         status=BatchStatus.COMPLETE,
         total_tasks=batch.total_tasks,
         finished_tasks=finished,
-        requeued_tasks=sum(1 for subtask in subtasks if subtask.status is SubTaskStatus.REQUEUED),
         abandoned_tasks=sum(1 for subtask in subtasks if subtask.status is SubTaskStatus.ABANDONED),
         records=batch.records,
         events=batch.events,

@@ -15,7 +15,7 @@ from pipeline.decoding import decode_record_data
 from pipeline.errors import InvokeError, LogfanError, PoisonRecordError, TimeBudgetError
 from pipeline.faults import NO_FAULTS, FaultPoints
 from pipeline.invoking import invoke_subtasks, trigger_consolidator
-from pipeline.models import PoisonRecord, SubTaskStatus
+from pipeline.models import PoisonRecord
 from pipeline.ports import Clock, FunctionInvoker, MetricsSink, RejectSink, TrackingStore
 from pipeline.routing import BatchPlan, DecodedRecord, compute_batch_id, plan_batch
 from pipeline.rules_cache import OwnerCache
@@ -228,20 +228,18 @@ def process_batch(
     deps.faults.reached("fan_out.after_invoke", batch_id)
     result.invoked = len(started.to_invoke) - len(failures)
     deps.metrics.count("SubTasksInvoked", result.invoked)
-    consolidate = False
     for subtask, error in failures:
+        # The sub-task stays pending, never closed here: an earlier delivery of this batch may have
+        # invoked it already (or a timed-out invoke may have gone through), and that run may hold
+        # claimed matches it has yet to notify. The sweeper re-drives it; Kinesis redelivers the
+        # records meanwhile, and match keys keep the two from notifying anything twice.
         deps.metrics.count("InvokeFailures")
         _log.error(
-            "parser invoke failed; its records go back to Kinesis",
+            "parser invoke failed; its records go back to Kinesis and the sweeper re-drives the sub-task",
             extra={"subtask_id": subtask.payload.subtask_id, "error": str(error)},
         )
         failed.update(subtask.sequence_numbers)
-        record = deps.tracking.get_subtask(batch_id, subtask.payload.subtask_id)
-        if record is not None and record.status is SubTaskStatus.PENDING:
-            _, claimed = fanin.finish_subtask(
-                deps.tracking, record, SubTaskStatus.REQUEUED, now_ms=deps.clock.now_ms(), claimant="fan-out"
-            )
-            consolidate = consolidate or claimed
+    consolidate = False
     if not plan.subtasks:
         # Nothing to parse (all poison, control or unclaimed): the batch is complete already.
         consolidate = deps.tracking.claim_consolidation(batch_id, "fan-out")

@@ -190,8 +190,6 @@ class BatchStatus(enum.StrEnum):
 class SubTaskStatus(enum.StrEnum):
     PENDING = "pending"
     FINISHED = "finished"
-    REQUEUED = "requeued"
-    """The invoke failed for good; its records were reported to Kinesis for redelivery."""
     ABANDONED = "abandoned"
     """The sweeper could not re-drive it (records gone from the stream, or re-drives exhausted)."""
 
@@ -282,7 +280,6 @@ class BatchSummary(_Frozen):
     status: BatchStatus
     total_tasks: int
     finished_tasks: int
-    requeued_tasks: int
     abandoned_tasks: int = 0
     records: int
     events: int

@@ -1,8 +1,8 @@
 """Turn matches into notifications and render them per channel type (pure).
 
-One notification per (rule, sub-task). Its `notification_id` is derived from what it reports
-(customer, rule and the exact set of log events), so a re-run of the same sub-task produces the
-same id and receivers can deduplicate on it.
+One notification per (rule, sub-task part). Its `notification_id` is derived from the customer,
+rule, batch, sub-task and part it reports on, so a re-run of the same sub-task produces the same id
+and receivers can deduplicate on it.
 """
 
 from __future__ import annotations
@@ -31,8 +31,14 @@ SAMPLE_MESSAGE_MAX_CHARS = 1000
 WEBHOOK_SCHEMA = "logfan.notification/v1"
 
 
-def notification_id_for(customer_id: str, rule_id: str, event_ids: Iterable[str]) -> str:
-    digest = hashlib.sha256("\n".join([customer_id, rule_id, *sorted(event_ids)]).encode()).hexdigest()
+def notification_id_for(customer_id: str, rule_id: str, batch_id: str, subtask_id: str, part: int) -> str:
+    """The identity of the one notification a rule gets from one part of one sub-task.
+
+    Not derived from the events it reports: which events a run finds can differ between a crashed
+    run and its retry (an evaluation that timed out once may not the next time), and the retry
+    must send the very notification whose matches the crashed run already claimed.
+    """
+    digest = hashlib.sha256("\n".join([customer_id, rule_id, batch_id, subtask_id, str(part)]).encode()).hexdigest()
     return f"n-{digest[:32]}"
 
 

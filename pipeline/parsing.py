@@ -11,6 +11,7 @@ the same notifications alongside it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -18,7 +19,7 @@ from typing import Literal
 from pipeline import fanin
 from pipeline.errors import DeliveryError, LogfanError
 from pipeline.faults import NO_FAULTS, FaultPoints
-from pipeline.invoking import invoke_with_retries, trigger_consolidator
+from pipeline.invoking import backoff_delay, invoke_with_retries, trigger_consolidator
 from pipeline.matching import MatchResult
 from pipeline.models import (
     BatchStatus,
@@ -154,7 +155,9 @@ def _notify(
     transient: list[str] = []
     for rule_id, found in group_by_rule(result.matches).items():
         rule = rules[rule_id]
-        notification_id = notification_id_for(payload.customer_id, rule_id, (m.event_id for m in found))
+        notification_id = notification_id_for(
+            payload.customer_id, rule_id, payload.batch_id, payload.subtask_id, payload.part
+        )
         claimed = deps.matches.claim_matches(
             found,
             notification_id,
@@ -244,11 +247,26 @@ def run_subtask(deps: ParserDeps, payload: SubTaskPayload, *, run_id: str, deadl
     try:
         return _process(deps, payload, record, run_id, deadline_ms)
     except BaseException:
+        _release(deps, payload, run_id)
+        raise
+
+
+RELEASE_ATTEMPTS = 3
+
+
+def _release(deps: ParserDeps, payload: SubTaskPayload, run_id: str) -> None:
+    """Give the lease up for Lambda's retry; a lease that cannot be released lapses at the deadline."""
+    for attempt in range(RELEASE_ATTEMPTS):
         try:
             deps.leases.release_subtask(payload.batch_id, payload.subtask_id, run_id)
+            return
         except LogfanError as exc:
-            _log.error("could not release the sub-task; its lease lapses at the deadline", extra={"error": str(exc)})
-        raise
+            if attempt + 1 == RELEASE_ATTEMPTS:
+                _log.error(
+                    "could not release the sub-task; its lease lapses at the deadline", extra={"error": str(exc)}
+                )
+                return
+            time.sleep(backoff_delay(attempt, deps.invoke_backoff_s))
 
 
 def _hand_over(
@@ -333,6 +351,8 @@ def _process(
         _log.error("rules that do not compile were skipped", extra={"broken_rules": compiled.broken_rules})
 
     result, left = _match(deps, compiled, payload, deadline_ms)
+    # CloudWatch Logs may deliver an event twice and both copies can land in one payload.
+    result.matches = list({match.match_key: match for match in result.matches}.values())
     deps.metrics.count("Events", result.events)
     deps.metrics.count("Matches", len(result.matches))
     deps.metrics.count("RuleTimeouts", result.timeouts)

@@ -119,20 +119,37 @@ class DynamoDBMatchStore:
             raise translate(exc, "save notification") from exc
 
     def iter_matches(self) -> Iterator[Match]:
+        fields = set(Match.model_fields)
+        for document in self._scan("match"):
+            yield Match.model_validate({k: v for k, v in document.items() if k in fields})
+
+    def unnotified(self) -> list[tuple[Match, str]]:
+        """Matches whose notification is not (yet) `sent`, with that notification's id.
+
+        An audit for the local runtime and operators: after everything settles it must be empty,
+        or a notification stayed in the outbox.
+        """
+        statuses = {str(d["match_key"]).removeprefix("notification#"): d["status"] for d in self._scan("notification")}
+        fields = set(Match.model_fields)
+        return [
+            (Match.model_validate({k: v for k, v in d.items() if k in fields}), str(d["notification_id"]))
+            for d in self._scan("match")
+            if statuses.get(str(d["notification_id"])) != NotificationStatus.SENT.value
+        ]
+
+    def _scan(self, kind: str) -> Iterator[dict[str, Any]]:
         request: dict[str, Any] = {
             "TableName": self._table,
-            "FilterExpression": "kind = :match",
-            "ExpressionAttributeValues": to_item({":match": "match"}),
+            "FilterExpression": "kind = :kind",
+            "ExpressionAttributeValues": to_item({":kind": kind}),
         }
-        fields = set(Match.model_fields)
         while True:
             try:
                 page = self._client.scan(**request)
             except (ClientError, BotoCoreError) as exc:
-                raise translate(exc, "scan matches") from exc
+                raise translate(exc, f"scan {kind} items") from exc
             for item in page.get("Items", []):
-                document = from_item(item)
-                yield Match.model_validate({k: v for k, v in document.items() if k in fields})
+                yield from_item(item)
             if "LastEvaluatedKey" not in page:
                 return
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]

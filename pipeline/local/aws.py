@@ -60,6 +60,8 @@ class LocalAws:
     sns: Any
     stream_arn: str
     poison_queue_url: str
+    new_dynamodb: Callable[[], Any]
+    """Another DynamoDB client on the same emulated account (e.g. one for chaos to break)."""
 
 
 def _tables(names: ResourceNames) -> list[dict[str, Any]]:
@@ -128,6 +130,7 @@ def create_resources(
     wrap: Callable[[Any], SerializedClient] = lambda client: SerializedClient(client, lock)  # noqa: E731
     return LocalAws(
         names=names,
+        new_dynamodb=lambda: wrap(session.client("dynamodb", config=LOCAL_DYNAMODB_CONFIG, **client_kwargs)),
         dynamodb=wrap(dynamodb),
         kinesis=wrap(kinesis),
         sqs=wrap(sqs),

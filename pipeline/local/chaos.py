@@ -80,10 +80,27 @@ class Chaos:
 
     # -- DynamoDB -----------------------------------------------------------------------------
     def attach_dynamodb(self, client: Any) -> None:
-        """Fail requests of a (moto) DynamoDB client before they are sent, as AWS would answer."""
-        client.meta.events.register_first("before-send.dynamodb", self._dynamodb_fault)
+        """Answer some requests of a (moto) DynamoDB client with a fault instead of sending them.
 
-    def _dynamodb_fault(self, request: Any, **_: Any) -> AWSResponse | None:
+        botocore calls every `before-send` handler and takes the first answer, so a fault
+        returned beside moto's stubber would still let moto apply the request. The client's
+        stubber is therefore replaced by one handler that either faults (nothing applied, as a
+        throttled request on AWS) or hands the request to moto.
+        """
+        from moto.core.models import botocore_stubber  # the `local` extra
+
+        events = client.meta.events
+        events.unregister("before-send", botocore_stubber)
+
+        def send(request: Any, event_name: str, **kwargs: Any) -> Any:
+            fault = self._dynamodb_fault(request)
+            if fault is not None:
+                return fault
+            return botocore_stubber(event_name=event_name, request=request, **kwargs)
+
+        events.register("before-send", send)
+
+    def _dynamodb_fault(self, request: Any) -> AWSResponse | None:
         operation = str(request.headers.get("X-Amz-Target", b"") or "")
         body = request.body.decode() if isinstance(request.body, bytes) else str(request.body or "")
         # Clocks and request ids differ from run to run; the request's identity is the rest.

@@ -92,6 +92,10 @@ class ReplayReport:
     """Async invocations that failed every attempt (the sweeper re-drives their work)."""
     sweeper_runs: int = 0
     redriven_subtasks: int = 0
+    abandoned_subtasks: int = 0
+    """Sub-tasks the sweeper gave up on: their events were never (fully) matched."""
+    unnotified_matches: int = 0
+    """Matches whose notification never left the outbox."""
     faults_injected: dict[str, int] = field(default_factory=dict)
     redeliveries_suppressed: int = 0
     """Notifications delivered again after a crash, which receivers drop by notification_id."""
@@ -104,7 +108,7 @@ class ReplayReport:
 
     @property
     def ok(self) -> bool:
-        return self.batches == self.complete_batches
+        return self.batches == self.complete_batches and not self.abandoned_subtasks and not self.unnotified_matches
 
 
 def load_config(store: DynamoDBConfigStore, rules_file: RulesFile) -> None:
@@ -123,10 +127,15 @@ def _write_jsonl(path: Path, documents: list[dict[str, Any]]) -> None:
 
 def _export(aws: LocalAws, options: ReplayOptions, report: ReplayReport) -> None:
     names = aws.names
-    matches = sorted(
-        DynamoDBMatchStore(aws.dynamodb, names.matches_table).iter_matches(),
-        key=lambda m: (m.customer_id, m.rule_id, m.timestamp, m.event_id),
-    )
+    store = DynamoDBMatchStore(aws.dynamodb, names.matches_table)
+    matches = sorted(store.iter_matches(), key=lambda m: (m.customer_id, m.rule_id, m.timestamp, m.event_id))
+    unnotified = store.unnotified()
+    report.unnotified_matches = len(unnotified)
+    if unnotified:
+        _write_jsonl(
+            options.out / "unnotified.jsonl",
+            [{**match.model_dump(mode="json"), "notification_id": nid} for match, nid in unnotified],
+        )
     _write_jsonl(options.out / "matches.jsonl", [m.model_dump(mode="json") for m in matches])
     for match in matches:
         report.matches_by_rule[f"{match.customer_id}/{match.rule_id}"] += 1
@@ -154,11 +163,12 @@ def _export(aws: LocalAws, options: ReplayOptions, report: ReplayReport) -> None
             line.update(
                 matches=batch.summary.matches,
                 notified_matches=batch.summary.notified_matches,
-                requeued_tasks=batch.summary.requeued_tasks,
+                abandoned_tasks=batch.summary.abandoned_tasks,
                 matches_by_rule=batch.summary.matches_by_rule,
                 rule_timeouts=batch.summary.rule_timeouts,
             )
             report.timeouts_by_rule.update(batch.summary.rule_timeouts)
+            report.abandoned_subtasks += batch.summary.abandoned_tasks
         batches.append(line)
         report.batches += 1
         report.complete_batches += batch.status is BatchStatus.COMPLETE
@@ -233,7 +243,10 @@ def replay(options: ReplayOptions) -> ReplayReport:
     names = ResourceNames()
     metrics = CountingMetrics()
     knobs = LocalKnobs(
-        max_invoke_payload_bytes=options.max_invoke_payload_bytes, rule_timeout_ms=options.rule_timeout_ms
+        max_invoke_payload_bytes=options.max_invoke_payload_bytes,
+        rule_timeout_ms=options.rule_timeout_ms,
+        # Under chaos every attempt can die; the sweeper keeps re-driving for as many rounds as it has.
+        max_redrives=options.sweeper_rounds if options.chaos_rate else 3,
     )
 
     chaos = Chaos(options.chaos_rate, options.seed) if options.chaos_rate else None
@@ -241,8 +254,11 @@ def replay(options: ReplayOptions) -> ReplayReport:
     with local_aws(names, shards=options.shards) as aws:
         load_config(DynamoDBConfigStore(aws.dynamodb, names.config_table), rules_file)
         KinesisPublisher(aws.kinesis, names.stream).publish(outgoing)
+        # The functions get their own client, the one chaos breaks; the runtime's bookkeeping
+        # (is anything still open? export) reads through the undisturbed one.
+        functions_dynamodb = aws.new_dynamodb()
         if chaos is not None:
-            chaos.attach_dynamodb(aws.dynamodb.unwrapped)
+            chaos.attach_dynamodb(functions_dynamodb.unwrapped)
 
         invoker = local_invoker(names, knobs, workers=options.workers)
         capture = CapturingNotifier(notifications, LOCAL_REGION)
@@ -254,6 +270,7 @@ def replay(options: ReplayOptions) -> ReplayReport:
             notifier=capture,
             metrics=metrics,
             faults=options.crash_points or chaos or NO_FAULTS,
+            dynamodb=functions_dynamodb,
         )
         delivered = 0
 

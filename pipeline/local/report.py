@@ -64,6 +64,7 @@ def print_report(report: ReplayReport, out_dir: str, stream: TextIO = sys.stdout
     if not report.ok:
         print(
             f"\nWARNING: {report.batches - report.complete_batches} batch(es) not complete after "
-            f"{report.sweeper_runs} sweeper run(s)",
+            f"{report.sweeper_runs} sweeper run(s); {report.abandoned_subtasks} sub-task(s) abandoned; "
+            f"{report.unnotified_matches} match(es) whose notification was never sent",
             file=stream,
         )

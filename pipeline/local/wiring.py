@@ -32,6 +32,7 @@ class LocalKnobs:
     """None: Lambda's limit with the usual safety margin; a number: exactly that limit, no margin."""
     rule_timeout_ms: int = 100
     invoke_backoff_s: float = 0.01
+    max_redrives: int = 3
 
     @property
     def invoke_limit(self) -> int:
@@ -78,6 +79,7 @@ def _settings(
                 "consolidator_function": names.consolidator_function,
                 # Locally the sweeper runs once the queues are idle: whatever is open then is stuck.
                 "stuck_after_s": 0,
+                "max_redrives": knobs.max_redrives,
                 "invoke_backoff_s": knobs.invoke_backoff_s,
                 **payload,
             }

@@ -54,7 +54,6 @@ def _summary(batch: BatchRecord, finished_at: int = 99) -> BatchSummary:
         status=BatchStatus.COMPLETE,
         total_tasks=batch.total_tasks,
         finished_tasks=batch.total_tasks,
-        requeued_tasks=0,
         records=batch.records,
         events=0,
         matches=0,
@@ -191,7 +190,7 @@ def test_claim_consolidation_only_once_every_subtask_is_finished(aws: LocalAws) 
     before = store.claim_consolidation(BATCH, "early")
     store.finish_subtask(first, SubTaskStatus.FINISHED, 1)
     halfway = store.claim_consolidation(BATCH, "halfway")
-    store.finish_subtask(second, SubTaskStatus.REQUEUED, 2)
+    store.finish_subtask(second, SubTaskStatus.ABANDONED, 2)
     with ThreadPoolExecutor(max_workers=4) as pool:
         claims = list(pool.map(lambda n: store.claim_consolidation(BATCH, f"claimant-{n}"), range(6)))
 

@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pipeline.adapters.kinesis_publisher import KinesisPublisher, OutgoingRecord
 from pipeline.errors import TimeBudgetError
-from pipeline.handlers import fan_out
+from pipeline.handlers import fan_out, sweeper
 from pipeline.local.aws import LocalAws
 from pipeline.local.kinesis import EventSourceMapping
 from pipeline.local.lambda_runtime import LocalLambdaContext
@@ -23,7 +23,7 @@ from pipeline.ports import FunctionInvoker
 from pipeline.routing import compute_batch_id
 from tests import factories as f
 from tests.faults import FlakyInvoker, FlakyRejectSink, RecordingInvoker
-from tests.harness import Harness, harness
+from tests.harness import Harness, harness, lambda_context
 
 ACME, GLOBEX, STRANGER = "111122223333", "777788889999", "999900001111"
 PARSER = "logfan-parser"
@@ -244,14 +244,14 @@ def test_a_parser_invoke_that_keeps_failing_sends_its_records_back_to_kinesis(aw
         response = h.fan_out(event)
         h.settle()
 
-        # Then only globex's record comes back, its sub-task is requeued, and the batch completes
+        # Then only globex's record comes back; its sub-task stays pending for the sweeper (an
+        # earlier delivery might have started it), so the batch is not complete yet
         assert response == {"batchItemFailures": [{"itemIdentifier": globex_sequence}]}
         assert invokers[0].refused == 3  # every attempt of the fan-out's bounded retry
         subtasks = {s.subtask_id: s.status for s in h.tracking.list_subtasks(_batch_id(event))}
-        assert subtasks == {"acme#0000": SubTaskStatus.FINISHED, "globex#0000": SubTaskStatus.REQUEUED}
+        assert subtasks == {"acme#0000": SubTaskStatus.FINISHED, "globex#0000": SubTaskStatus.PENDING}
         batch = h.tracking.get_batch(_batch_id(event))
-        assert batch is not None and batch.status is BatchStatus.COMPLETE and batch.summary is not None
-        assert batch.summary.requeued_tasks == 1
+        assert batch is not None and batch.status is BatchStatus.OPEN
         assert _match_keys(h) == Counter({key: 1 for key in expected if key[0] == "acme"})
         assert h.metrics.snapshot()["InvokeFailures"] == 1
         assert acme_sequence not in str(response)
@@ -276,7 +276,7 @@ def test_a_parser_invoke_that_fails_twice_then_succeeds_reports_nothing(aws: Loc
         assert {s.status for s in h.tracking.list_subtasks(_batch_id(event))} == {SubTaskStatus.FINISHED}
         batch = h.tracking.get_batch(_batch_id(event))
         assert batch is not None and batch.status is BatchStatus.COMPLETE and batch.summary is not None
-        assert batch.summary.requeued_tasks == 0
+        assert batch.summary.abandoned_tasks == 0
         assert _match_keys(h) == Counter(expected)
 
 
@@ -304,11 +304,17 @@ def test_records_sent_back_are_redelivered_by_the_mapping_and_matched_once(aws: 
             function_name=aws.names.fan_out_function,
         )
 
-        # When the mapping delivers, honouring the fan-out's batchItemFailures
+        # When the mapping delivers, honouring the fan-out's batchItemFailures, and the scheduled
+        # sweeper later re-drives the sub-task the first delivery could not invoke
         mapping.drain()
         h.settle()
+        assert {b.status for b in h.tracking.iter_batches()} == {BatchStatus.OPEN, BatchStatus.COMPLETE}
+        swept = sweeper.handler({}, lambda_context(aws.names.sweeper_function))
+        h.settle()
 
-        # Then the retry (globex and the acme record after it) is a second batch; nothing twice
+        # Then the retry (globex and the acme record after it) is a second batch; both complete,
+        # and the re-driven sub-task finds its matches already notified by the second batch
+        assert swept["redriven"] == 1
         assert mapping.invocations == 2 and mapping.discarded == []
         batches = list(h.tracking.iter_batches())
         assert len(batches) == 2 and {b.status for b in batches} == {BatchStatus.COMPLETE}

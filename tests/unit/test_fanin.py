@@ -269,19 +269,19 @@ def test_exactly_one_of_many_concurrent_finishers_consolidates(store: InMemoryTr
     assert batch.finished_tasks == batch.total_tasks == len(plan.subtasks)
 
 
-def test_a_requeued_subtask_counts_as_done(store: InMemoryTrackingStore) -> None:
+def test_an_abandoned_subtask_counts_as_done(store: InMemoryTrackingStore) -> None:
     # Given a batch of two sub-tasks, one finished
     _start(store, _plan("111122223333", "777788889999"))
     _finish(store, "b-1", "acme#0000")
 
     # When the other's invoke failed for good and its records went back to Kinesis
-    outcome = _finish(store, "b-1", "globex#0000", SubTaskStatus.REQUEUED)
+    outcome = _finish(store, "b-1", "globex#0000", SubTaskStatus.ABANDONED)
 
     # Then the batch is done and this caller consolidates
     assert outcome == (True, True)
     record = store.get_subtask("b-1", "globex#0000")
     assert record is not None
-    assert record.status is SubTaskStatus.REQUEUED
+    assert record.status is SubTaskStatus.ABANDONED
 
 
 def test_a_subtask_cannot_finish_as_pending(store: InMemoryTrackingStore) -> None:
@@ -315,7 +315,7 @@ def test_consolidate_writes_the_summary_exactly_once(store: InMemoryTrackingStor
     # Given a batch whose sub-tasks are all done
     _start(store, _plan("111122223333", "777788889999"))
     _finish(store, "b-1", "acme#0000", matches=2, notified=1, rule_stats={"declines": RuleStats(matches=2)})
-    _finish(store, "b-1", "globex#0000", SubTaskStatus.REQUEUED)
+    _finish(store, "b-1", "globex#0000", SubTaskStatus.ABANDONED)
 
     # When the consolidator runs twice
     summary = consolidate(store, "b-1", now_ms=NOW + 9)
@@ -327,12 +327,12 @@ def test_consolidate_writes_the_summary_exactly_once(store: InMemoryTrackingStor
     batch = store.get_batch("b-1")
     assert batch is not None
     assert (batch.status, batch.finished_at, batch.summary) == (BatchStatus.COMPLETE, NOW + 9, summary)
-    assert (summary.total_tasks, summary.finished_tasks, summary.requeued_tasks) == (2, 2, 1)
+    assert (summary.total_tasks, summary.finished_tasks, summary.abandoned_tasks) == (2, 2, 1)
     assert (summary.matches, summary.notified_matches, summary.matches_by_rule) == (2, 1, {"acme/declines": 2})
 
 
 def test_summarise_folds_every_subtasks_results() -> None:
-    # Given a finished batch whose sub-tasks matched, timed out and one was requeued
+    # Given a finished batch whose sub-tasks matched, timed out and one was abandoned
     batch = BatchRecord(
         batch_id="b-1",
         status=BatchStatus.OPEN,
@@ -363,7 +363,7 @@ def test_summarise_folds_every_subtasks_results() -> None:
         done(
             "acme#0001", "acme", SubTaskStatus.FINISHED, {"errors": RuleStats(matches=2), "slow": RuleStats(timeouts=4)}
         ),
-        done("globex#0000", "globex", SubTaskStatus.REQUEUED, {"errors": RuleStats(matches=1)}),
+        done("globex#0000", "globex", SubTaskStatus.ABANDONED, {"errors": RuleStats(matches=1)}),
     ]
 
     # When summarised
@@ -373,7 +373,7 @@ def test_summarise_folds_every_subtasks_results() -> None:
     assert summary.matches_by_rule == {"acme/errors": 5, "globex/errors": 1}
     assert summary.rule_timeouts == {"acme/errors": 1, "acme/slow": 4}
     assert (summary.matches, summary.notified_matches) == (6, 3)
-    assert (summary.finished_tasks, summary.requeued_tasks, summary.total_tasks) == (3, 1, 3)
+    assert (summary.finished_tasks, summary.abandoned_tasks, summary.total_tasks) == (3, 1, 3)
     assert (summary.records, summary.events, summary.rejected_records) == (10, 100, 2)
     assert (summary.control_records, summary.unclaimed_events) == (1, 7)
     assert (summary.status, summary.created_at, summary.finished_at) == (BatchStatus.COMPLETE, NOW, NOW + 50)

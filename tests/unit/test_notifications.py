@@ -31,7 +31,7 @@ def _notification(
     return build_notification(
         rule,
         channel,
-        notification_id_for(rule.customer_id, rule.rule_id, [m.event_id for m in matches]),
+        notification_id_for(rule.customer_id, rule.rule_id, "b-1", "acme#0000", 0),
         matches,
         batch_id="b-1",
         subtask_id="acme#0000",
@@ -51,20 +51,21 @@ def _mrkdwn_texts(body: dict[str, Any]) -> list[str]:
 # -- identity --------------------------------------------------------------------------------
 
 
-def test_notification_id_is_deterministic_and_independent_of_event_order() -> None:
-    assert notification_id_for("acme", "declines", ["e1", "e2", "e3"]) == notification_id_for(
-        "acme", "declines", ["e3", "e1", "e2"]
+def test_notification_id_is_deterministic() -> None:
+    assert notification_id_for("acme", "declines", "b-1", "acme#0000", 0) == notification_id_for(
+        "acme", "declines", "b-1", "acme#0000", 0
     )
-    assert notification_id_for("acme", "declines", ["e1"]).startswith("n-")
+    assert notification_id_for("acme", "declines", "b-1", "acme#0000", 0).startswith("n-")
 
 
-def test_notification_id_differs_by_customer_rule_and_event_set() -> None:
-    base = notification_id_for("acme", "declines", ["e1", "e2"])
+def test_notification_id_differs_by_customer_rule_batch_subtask_and_part() -> None:
+    base = notification_id_for("acme", "declines", "b-1", "acme#0000", 0)
 
-    assert notification_id_for("globex", "declines", ["e1", "e2"]) != base
-    assert notification_id_for("acme", "errors", ["e1", "e2"]) != base
-    assert notification_id_for("acme", "declines", ["e1"]) != base
-    assert notification_id_for("acme", "declines", ["e1", "e3"]) != base
+    assert notification_id_for("globex", "declines", "b-1", "acme#0000", 0) != base
+    assert notification_id_for("acme", "errors", "b-1", "acme#0000", 0) != base
+    assert notification_id_for("acme", "declines", "b-2", "acme#0000", 0) != base
+    assert notification_id_for("acme", "declines", "b-1", "acme#0001", 0) != base
+    assert notification_id_for("acme", "declines", "b-1", "acme#0000", 1) != base
 
 
 def test_group_by_rule_keeps_each_rules_matches_in_order() -> None:
