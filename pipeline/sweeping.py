@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from pipeline import fanin
-from pipeline.errors import InvokeError
+from pipeline.errors import InvokeError, StoreError
 from pipeline.fanout import KinesisRecordRef, decode_batch
 from pipeline.invoking import invoke_with_retries, trigger_consolidator
 from pipeline.models import BatchRecord, SubTaskRecord, SubTaskStatus
@@ -161,9 +161,9 @@ def sweep(deps: SweeperDeps) -> SweepResult:
             pending = [s for s in subtasks if s.status is SubTaskStatus.PENDING and not s.leased_at(now_ms)]
             if pending or not complete:
                 _redrive(deps, batch, subtasks, pending, result)
-        except InvokeError as exc:
+        except (InvokeError, StoreError) as exc:
             # Left for the next pass; one stuck batch must not stop the sweep of the others.
             result.errors.append(f"{batch.batch_id}: {exc}")
-            deps.metrics.count("InvokeFailures")
+            deps.metrics.count("SweepErrors")
     deps.metrics.count("StuckBatches", result.stuck_batches)
     return result

@@ -92,13 +92,22 @@ def translate(exc: ClientError | BotoCoreError, action: str) -> StoreError:
     return StoreError(f"{action}: {code}: {exc}")
 
 
-def conditional_write(action: str, call: Callable[[], object]) -> bool:
-    """Run one conditional write: True when it applied, False when its condition did not hold."""
+def conditional_write(
+    action: str, call: Callable[[], object], *, already_mine: Callable[[dict[str, Any]], bool] | None = None
+) -> bool:
+    """Run one conditional write: True when it applied, False when its condition did not hold.
+
+    `already_mine` recognises, in the item a failed condition returns (the request must ask for
+    `ReturnValuesOnConditionCheckFailure=ALL_OLD`), this very write applied by an earlier attempt:
+    DynamoDB can answer 500 to a write it applied, and the SDK's retry then fails the condition
+    against its own first attempt.
+    """
     try:
         call()
     except ClientError as exc:
         if error_code(exc) == "ConditionalCheckFailedException":
-            return False
+            item: Any = exc.response.get("Item")
+            return bool(already_mine and isinstance(item, dict) and already_mine(from_item(item)))
         raise translate(exc, action) from exc
     except BotoCoreError as exc:
         raise translate(exc, action) from exc

@@ -100,7 +100,9 @@ class DynamoDBTrackingStore:
                 ),
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=to_item({":claimant": claimant, ":open": BatchStatus.OPEN.value}),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             ),
+            already_mine=lambda old: old.get("consolidation_claimed_by") == claimant,
         )
 
     def complete_batch(self, summary: BatchSummary) -> bool:
@@ -122,7 +124,9 @@ class DynamoDBTrackingStore:
                         ":summary": summary.model_dump(mode="json"),
                     }
                 ),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             ),
+            already_mine=lambda old: old.get("summary") == summary.model_dump(mode="json"),
         )
 
     def open_batches(self, created_before_ms: int) -> Iterator[BatchRecord]:

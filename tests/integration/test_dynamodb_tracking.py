@@ -286,3 +286,15 @@ def test_a_finished_subtask_cannot_be_leased(aws: LocalAws) -> None:
 
     assert not store.lease_subtask(BATCH, "acme#0000", "late", now_ms=0, until_ms=10_000)
     assert not store.lease_subtask(BATCH, "acme#9999", "unknown", now_ms=0, until_ms=10_000)
+
+
+def test_a_claim_retried_after_an_ambiguous_failure_recognises_its_own_write(aws: LocalAws) -> None:
+    # Given a claim that was applied, but whose answer was lost (DynamoDB can answer 500 to an
+    # applied write and the SDK retries it)
+    store = DynamoDBTrackingStore(aws.dynamodb, aws.names.batches_table)
+    store.create_batch(_batch(0, batch_id="b-amb"), expires_at=0)
+    assert store.claim_consolidation("b-amb", "parser-run-1")
+
+    # When the same claimant's retry arrives, Then it is recognised as its own; another's is not
+    assert store.claim_consolidation("b-amb", "parser-run-1")
+    assert not store.claim_consolidation("b-amb", "parser-run-2")
