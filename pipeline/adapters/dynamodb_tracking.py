@@ -9,6 +9,7 @@ Every item carries `expires_at` (epoch seconds) for the table's TTL.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -106,13 +107,17 @@ class DynamoDBTrackingStore:
         )
 
     def complete_batch(self, summary: BatchSummary) -> bool:
+        # A token per call: the SDK's own retry of this request carries it, another consolidator
+        # run (even one computing an identical summary in the same millisecond) does not.
+        token = uuid.uuid4().hex
         return conditional_write(
             "complete batch",
             lambda: self._client.update_item(
                 TableName=self._table,
                 Key=_key(summary.batch_id, BATCH_SK),
                 UpdateExpression=(
-                    "SET #status = :complete, finished_at = :finished_at, summary = :summary REMOVE open_shard"
+                    "SET #status = :complete, finished_at = :finished_at, summary = :summary, completed_by = :token "
+                    "REMOVE open_shard"
                 ),
                 ConditionExpression="#status = :open",
                 ExpressionAttributeNames={"#status": "status"},
@@ -122,11 +127,12 @@ class DynamoDBTrackingStore:
                         ":open": BatchStatus.OPEN.value,
                         ":finished_at": summary.finished_at,
                         ":summary": summary.model_dump(mode="json"),
+                        ":token": token,
                     }
                 ),
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             ),
-            already_mine=lambda old: old.get("summary") == summary.model_dump(mode="json"),
+            already_mine=lambda old: old.get("completed_by") == token,
         )
 
     def open_batches(self, created_before_ms: int) -> Iterator[BatchRecord]:
