@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.cli_bench import register as register_bench
+from pipeline.cli_rules import register as register_rules
 from pipeline.cli_subscribe import register as register_subscriptions
 from pipeline.errors import LogfanError
 
@@ -80,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     replay.set_defaults(run=_replay)
     register_subscriptions(commands)
     register_bench(commands)
+    register_rules(commands)
     return parser
 
 

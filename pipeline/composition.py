@@ -28,7 +28,7 @@ from pipeline.adapters.kinesis_reader import KinesisStreamReader
 from pipeline.adapters.lambda_invoker import LambdaInvoker
 from pipeline.adapters.notifiers import ChannelNotifier, UrllibPoster
 from pipeline.adapters.sqs_rejects import SqsRejectSink
-from pipeline.config import ConsolidatorSettings, FanOutSettings, ParserSettings, SweeperSettings
+from pipeline.config import ConsolidatorSettings, FanOutSettings, ParserSettings, RulesSettings, SweeperSettings
 from pipeline.errors import ConfigurationError
 from pipeline.fanout import FanOutDeps
 from pipeline.faults import NO_FAULTS, FaultPoints
@@ -37,6 +37,7 @@ from pipeline.observability import SERVICE, PowertoolsMetrics
 from pipeline.parsing import ParserDeps
 from pipeline.ports import Clock, FunctionInvoker, MetricsSink, Notifier, RejectSink
 from pipeline.rules_cache import CustomerRulesCache, OwnerCache
+from pipeline.rules_service import RulesService, vetting_limits
 from pipeline.sweeping import SweeperDeps
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ __all__ = [
     "fan_out_deps",
     "install",
     "parser_deps",
+    "rules_service",
     "sweeper_deps",
 ]
 
@@ -284,3 +286,11 @@ def parser_deps() -> ParserDeps:
 
 def consolidator_deps() -> ConsolidatorDeps:
     return _installed.consolidator if _installed is not None else _aws_consolidator()
+
+
+@functools.cache
+def rules_service() -> RulesService:
+    """The rules API's service: the config table with the vetting limits of `RulesSettings`."""
+    settings: RulesSettings = _settings(RulesSettings)
+    store = DynamoDBConfigStore(boto3.client("dynamodb", config=SDK_CONFIG), settings.config_table)
+    return RulesService(store, vetting_limits(settings))

@@ -16,6 +16,7 @@ __all__ = [
     "FanOutSettings",
     "ParserSettings",
     "ResourceNames",
+    "RulesSettings",
     "SweeperSettings",
     "TableSettings",
 ]
@@ -65,6 +66,10 @@ class ResourceNames:
     @property
     def sweeper_function(self) -> str:
         return f"{self.prefix}-sweeper"
+
+    @property
+    def rules_api_function(self) -> str:
+        return f"{self.prefix}-rules-api"
 
 
 class TableSettings(BaseSettings):
@@ -132,3 +137,24 @@ class SweeperSettings(TableSettings):
     @property
     def payload_budget_bytes(self) -> int:
         return self.max_invoke_payload_bytes - self.payload_safety_bytes
+
+
+class RulesSettings(BaseSettings):
+    """The rules API function and the `logfan rules` / `customers` commands: where rules live, and the
+    limits and probe every registered rule passes (see `pipeline.vetting`)."""
+
+    model_config = SettingsConfigDict(env_prefix="LOGFAN_", frozen=True, extra="ignore")
+
+    config_table: str = Field(default=ResourceNames().config_table, min_length=3)
+    rule_max_pattern_chars: int = Field(default=1024, ge=1, le=4096)
+    rule_max_patterns: int = Field(default=8, ge=1, le=32)
+    rule_max_log_groups: int = Field(default=20, ge=0)
+    customer_max_rules: int = Field(default=100, ge=1)
+    customer_max_pattern_chars: int = Field(default=32_768, ge=1)
+    customer_max_channels: int = Field(default=20, ge=1)
+    rule_probe_timeout_ms: int = Field(default=50, ge=1)
+    rule_probe_line_chars: int = Field(default=2048, ge=64)
+    allow_loopback_channels: bool = False
+    """Local development only: webhooks to 127.0.0.1 / localhost. Never set it on AWS."""
+    rule_timeout_ms: int = Field(default=100, ge=1)
+    """The per-line bound `logfan rules test` applies, as the parser does."""

@@ -5,10 +5,13 @@ from __future__ import annotations
 __all__ = [
     "BatchConflictError",
     "ConfigurationError",
+    "ConflictError",
     "DeliveryError",
     "InvokeError",
     "LogfanError",
+    "NotFoundError",
     "PoisonRecordError",
+    "RejectedError",
     "RulesFileError",
     "StoreError",
     "TimeBudgetError",
@@ -62,3 +65,19 @@ class DeliveryError(LogfanError):
     def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+
+
+class RejectedError(LogfanError):
+    """A rule or channel refused at registration; `problems` lists every reason (never a secret)."""
+
+    def __init__(self, message: str, *, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
+
+
+class NotFoundError(LogfanError):
+    """The customer, rule or channel asked for does not exist (for the caller)."""
+
+
+class ConflictError(StoreError):
+    """A write whose precondition failed: the item exists already, or changed since it was read."""

@@ -142,11 +142,22 @@ class Rule(_Frozen):
     ignore_case: bool = False
     log_groups: list[str] = Field(default_factory=list)
     channel: str = Field(pattern=IDENTIFIER_PATTERN)
-    version: int = 1
+    version: int = Field(default=1, ge=1)
+    """Starts at 1 and goes up by one with every edit (a conditional write, so edits never cross)."""
+    updated_at: int | None = None
+    """Epoch seconds of the last registration or edit; None in rules files and older items."""
+    status: Literal["active", "quarantined"] = "active"
+    quarantine_reason: str = ""
+    quarantined_at: int | None = None
+    """Epoch ms the parser quarantined the rule (it kept exceeding its time budget); an edit lifts it."""
 
     @property
     def display_name(self) -> str:
         return self.name or self.rule_id
+
+    @property
+    def quarantined(self) -> bool:
+        return self.status == "quarantined"
 
 
 class StreamEvents(_Frozen):

@@ -131,5 +131,7 @@ def dump_rules_file(rules_file: RulesFile) -> str:
     """The YAML form `load_rules_file` reads back (used by export)."""
     document = rules_file.model_dump(mode="json", exclude_defaults=True)
     for rule in document.get("rules", []):
-        rule.pop("version", None)
+        # Store state, not the customer's intent: importing the file registers (and vets) afresh.
+        for state in ("version", "updated_at", "status", "quarantine_reason", "quarantined_at"):
+            rule.pop(state, None)
     return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)

@@ -4,7 +4,7 @@ performs with that role because of how the template configures the function.
 How the check works:
 - each adapter module declares the IAM actions its SDK calls need (`IAM_ACTIONS`);
 - `FUNCTION_ADAPTERS` below says which adapters each function is wired with (see
-  `pipeline/composition.py`: `build_fan_out`, `build_parser`, `build_consolidator`, `build_sweeper`);
+  `pipeline/composition.py`: `build_fan_out`, `build_parser`, `build_consolidator`, `build_sweeper`, `rules_service`);
 - `_platform_actions` adds what Lambda does with the role: write the function's logs, send X-Ray traces
   (`Tracing: Active`), poll the Kinesis stream (a Kinesis event) and send to on-failure destinations.
 The granularity is the adapter, not the method: a role may still hold an action of an adapter the
@@ -29,6 +29,7 @@ FUNCTION_ADAPTERS: dict[str, tuple[str, ...]] = {
     "ParserFunction": ("dynamodb_tracking", "dynamodb_config", "dynamodb_matches", "lambda_invoker", "notifiers"),
     "ConsolidatorFunction": ("dynamodb_tracking",),
     "SweeperFunction": ("dynamodb_tracking", "dynamodb_config", "lambda_invoker", "kinesis_reader"),
+    "RulesApiFunction": ("dynamodb_config",),
 }
 PENDING = {"kinesis_reader": "issue 3"}
 """Adapters another issue is writing; their missing declaration skips instead of failing."""

@@ -9,9 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic_settings import BaseSettings
 
 from pipeline import config
-from pipeline.config import ConsolidatorSettings, FanOutSettings, ParserSettings, ResourceNames, TableSettings
+from pipeline.config import (
+    ConsolidatorSettings,
+    FanOutSettings,
+    ParserSettings,
+    ResourceNames,
+    RulesSettings,
+)
 from pipeline.local.aws import _tables
 from pipeline.local.kinesis import EventSourceMapping
 from pipeline.local.lambda_runtime import ASYNC_RETRIES
@@ -46,6 +53,7 @@ HANDLERS = [
     "pipeline.handlers.parser.handler",
     "pipeline.handlers.consolidator.handler",
     SWEEPER,
+    "pipeline.handlers.rules_api.handler",
 ]
 
 
@@ -82,6 +90,7 @@ def test_resource_names_match_what_the_local_runtime_creates(template: dict[str,
         names.parser_function,
         names.consolidator_function,
         f"{names.prefix}-sweeper",
+        names.rules_api_function,
     }
     # `logfan subscribe` excludes these functions' log groups from the account policy by name.
     assert set(own_function_names(names.prefix)) == functions
@@ -113,13 +122,14 @@ def _environment(template: dict[str, Any], function: dict[str, Any]) -> set[str]
     return set(shared) | set(own)
 
 
-def _settings_of(handler: str) -> type[TableSettings]:
+def _settings_of(handler: str) -> type[BaseSettings]:
     """The settings model each function reads (the sweeper's arrives with issue 3)."""
-    known: dict[str, type[TableSettings] | None] = {
+    known: dict[str, type[BaseSettings] | None] = {
         "pipeline.handlers.fan_out.handler": FanOutSettings,
         "pipeline.handlers.parser.handler": ParserSettings,
         "pipeline.handlers.consolidator.handler": ConsolidatorSettings,
         SWEEPER: getattr(config, "SweeperSettings", None),
+        "pipeline.handlers.rules_api.handler": RulesSettings,
     }
     settings = known[handler]
     if settings is None:
