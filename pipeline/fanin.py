@@ -20,12 +20,11 @@ from pipeline.models import (
     BatchRecord,
     BatchStatus,
     BatchSummary,
-    SubTask,
     SubTaskRecord,
     SubTaskStatus,
 )
 from pipeline.ports import TrackingStore
-from pipeline.routing import BatchPlan
+from pipeline.routing import BatchPlan, PlannedSubTask
 
 __all__ = [
     "BatchCounts",
@@ -55,19 +54,18 @@ class BatchCounts:
 @dataclass(frozen=True, slots=True)
 class StartedBatch:
     created: bool
-    to_invoke: list[SubTask]
+    to_invoke: list[PlannedSubTask]
     unplanned_subtasks: list[str]
     """Stored sub-tasks the recomputed plan no longer has (the owner mapping changed between tries)."""
 
 
-def pending_record(subtask: SubTask) -> SubTaskRecord:
-    payload = subtask.payload
+def pending_record(subtask: PlannedSubTask) -> SubTaskRecord:
     return SubTaskRecord(
-        batch_id=payload.batch_id,
-        subtask_id=payload.subtask_id,
-        customer_id=payload.customer_id,
+        batch_id=subtask.batch_id,
+        subtask_id=subtask.subtask_id,
+        customer_id=subtask.customer_id,
         status=SubTaskStatus.PENDING,
-        events=payload.event_count,
+        events=subtask.event_count,
     )
 
 
@@ -101,16 +99,15 @@ def start_batch(
         return StartedBatch(created=True, to_invoke=list(plan.subtasks), unplanned_subtasks=[])
 
     stored = {record.subtask_id: record for record in store.list_subtasks(plan.batch_id)}
-    missing = [subtask for subtask in plan.subtasks if subtask.payload.subtask_id not in stored]
+    missing = [subtask for subtask in plan.subtasks if subtask.subtask_id not in stored]
     if missing:
         store.put_subtasks([pending_record(subtask) for subtask in missing], expires_at)
     to_invoke = [
         subtask
         for subtask in plan.subtasks
-        if subtask.payload.subtask_id not in stored
-        or stored[subtask.payload.subtask_id].status is SubTaskStatus.PENDING
+        if subtask.subtask_id not in stored or stored[subtask.subtask_id].status is SubTaskStatus.PENDING
     ]
-    planned = {subtask.payload.subtask_id for subtask in plan.subtasks}
+    planned = {subtask.subtask_id for subtask in plan.subtasks}
     return StartedBatch(created=False, to_invoke=to_invoke, unplanned_subtasks=sorted(set(stored) - planned))
 
 

@@ -236,7 +236,7 @@ def process_batch(
         deps.metrics.count("InvokeFailures")
         _log.error(
             "parser invoke failed; its records go back to Kinesis and the sweeper re-drives the sub-task",
-            extra={"subtask_id": subtask.payload.subtask_id, "error": str(error)},
+            extra={"subtask_id": subtask.subtask_id, "error": str(error)},
         )
         failed.update(subtask.sequence_numbers)
     consolidate = False

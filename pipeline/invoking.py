@@ -14,9 +14,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from pipeline.errors import InvokeError
-from pipeline.models import SubTask
 from pipeline.ports import FunctionInvoker
-from pipeline.routing import encode_payload
+from pipeline.routing import PlannedSubTask
 
 __all__ = [
     "backoff_delay",
@@ -58,21 +57,24 @@ def invoke_with_retries(
 def invoke_subtasks(
     invoker: FunctionInvoker,
     function_name: str,
-    subtasks: Sequence[SubTask],
+    subtasks: Sequence[PlannedSubTask],
     *,
     concurrency: int,
     attempts: int,
     backoff_s: float,
     sleep: Callable[[float], None] = time.sleep,
-) -> list[tuple[SubTask, InvokeError]]:
-    """Invoke the parser for every sub-task concurrently; return the ones that failed for good."""
+) -> list[tuple[PlannedSubTask, InvokeError]]:
+    """Invoke the parser for every sub-task concurrently; return the ones that failed for good.
 
-    def one(subtask: SubTask) -> InvokeError | None:
+    Each payload is written only as its invoke goes out, so at most `concurrency` exist at once.
+    """
+
+    def one(subtask: PlannedSubTask) -> InvokeError | None:
         try:
             invoke_with_retries(
                 invoker,
                 function_name,
-                encode_payload(subtask.payload),
+                subtask.encode(),
                 attempts=attempts,
                 backoff_s=backoff_s,
                 sleep=sleep,

@@ -28,7 +28,6 @@ __all__ = [
     "Rule",
     "RuleStats",
     "StreamEvents",
-    "SubTask",
     "SubTaskPayload",
     "SubTaskRecord",
     "SubTaskStatus",
@@ -184,13 +183,6 @@ class SubTaskPayload(_Frozen):
     @property
     def event_count(self) -> int:
         return sum(len(stream.events) for stream in self.streams)
-
-
-class SubTask(_Frozen):
-    """A planned sub-task: its payload and the Kinesis records whose events it carries."""
-
-    payload: SubTaskPayload
-    sequence_numbers: frozenset[str]
 
 
 class BatchStatus(enum.StrEnum):

@@ -1,32 +1,43 @@
 """Group decoded log events by owner -> customer and cut them into sub-tasks (pure).
 
-A sub-task's payload must fit the asynchronous invoke payload limit, so the planner measures
-the exact bytes of the JSON the invoker will send (`encode_payload`) while it fills each chunk.
-A record's events usually all fit the chunk being filled: they are then sized in one go, and one
-by one only where a chunk boundary falls.
+A sub-task's payload must fit the asynchronous invoke payload limit, so the planner counts the
+exact bytes of the JSON the invoker will send (`encode_payload`) while it fills each chunk. Events
+arrive already encoded (`DecodedMessage.events_json`) and are never turned into objects here: a
+record's events usually all fit the chunk being filled and go in as one slice of those bytes; only
+the record a chunk boundary falls in is split into its events. A planned sub-task keeps its
+payload in pieces and writes the bytes only when it is invoked.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+import orjson
 import pydantic_core
 
-from pipeline.models import LogEvent, LogsMessage, StreamEvents, SubTask, SubTaskPayload
+from pipeline.decoding import DecodedMessage
+from pipeline.models import StreamEvents, SubTaskPayload
 
 __all__ = [
     "BatchPlan",
     "DecodedRecord",
     "OversizedEvent",
+    "PlannedStream",
+    "PlannedSubTask",
     "compute_batch_id",
     "encode_payload",
     "plan_batch",
     "subtask_id_for",
 ]
+
+StreamKey = tuple[str, str, str]
+"""(owner, log group, log stream)"""
+
+_STREAMS_FIELD = b'"streams":[]'
+_EVENTS_FIELD = b'"events":[]'
+_BETWEEN_EVENTS = b'"},{"id":"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +45,7 @@ class DecodedRecord:
     """A Kinesis record that decoded into a data message."""
 
     sequence_number: str
-    message: LogsMessage
+    message: DecodedMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +62,55 @@ class OversizedEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class PlannedStream:
+    """One stream of a planned payload: its JSON up to the events, the encoded events, and the rest."""
+
+    head: bytes
+    pieces: tuple[memoryview, ...]
+    """Encoded events: one each, or a whole record's as a slice of its `events_json`; joined by commas."""
+    tail: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedSubTask:
+    """A planned sub-task: whom it is for, the Kinesis records whose events it carries, its payload in pieces."""
+
+    batch_id: str
+    subtask_id: str
+    customer_id: str
+    event_count: int
+    sequence_numbers: frozenset[str]
+    size: int
+    """Exactly `len(self.encode())`."""
+    envelope: tuple[bytes, bytes]
+    """The payload's JSON with its streams left out: what goes before them and what after."""
+    streams: tuple[PlannedStream, ...]
+
+    def encode(self) -> bytes:
+        """The bytes sent to the parser: byte for byte `encode_payload` of the payload they hold."""
+        before, after = self.envelope
+        parts: list[bytes | memoryview] = [before]
+        for index, stream in enumerate(self.streams):
+            if index:
+                parts.append(b",")
+            parts.append(stream.head)
+            for position, piece in enumerate(stream.pieces):
+                if position:
+                    parts.append(b",")
+                parts.append(piece)
+            parts.append(stream.tail)
+        parts.append(after)
+        return b"".join(parts)
+
+    def payload(self) -> SubTaskPayload:
+        """The payload as the parser reads it (parses `encode()`: for tests and diagnosis)."""
+        return SubTaskPayload.model_validate_json(self.encode())
+
+
+@dataclass(frozen=True, slots=True)
 class BatchPlan:
     batch_id: str
-    subtasks: list[SubTask]
+    subtasks: list[PlannedSubTask]
     events: int
     unclaimed_events: int
     unclaimed_owners: frozenset[str]
@@ -75,12 +132,8 @@ def subtask_id_for(customer_id: str, chunk: int) -> str:
     return f"{customer_id}#{chunk:04d}"
 
 
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-
-
 def encode_payload(payload: SubTaskPayload) -> bytes:
-    """The exact bytes sent to the parser; the planner sizes chunks with the same encoder.
+    """The exact bytes of a sub-task payload; the planner counts and writes the same bytes.
 
     pydantic's serializer writes what `json.dumps(..., ensure_ascii=False, separators=(",", ":"))`
     writes (a unit test holds it to that), several times faster.
@@ -88,13 +141,25 @@ def encode_payload(payload: SubTaskPayload) -> bytes:
     return pydantic_core.to_json(payload)
 
 
-def _event_size(event: LogEvent) -> int:
-    return len(pydantic_core.to_json(event))
+def _split_at(encoded: bytes, empty_field: bytes) -> tuple[bytes, bytes]:
+    """`encoded` cut inside the empty list of `empty_field` (a key, so it cannot occur inside a string)."""
+    at = encoded.index(empty_field) + len(empty_field) - 1
+    return encoded[:at], encoded[at:]
 
 
-def _events_size(events: Sequence[LogEvent]) -> int:
-    """Bytes of `events` in a payload's event list: their sizes plus the commas between them."""
-    return len(pydantic_core.to_json(events)) - 2
+class _StreamHeads:
+    """Each stream's JSON around its events, written by the model once per stream per plan."""
+
+    def __init__(self) -> None:
+        self._known: dict[StreamKey, tuple[bytes, bytes]] = {}
+
+    def __call__(self, key: StreamKey) -> tuple[bytes, bytes]:
+        known = self._known.get(key)
+        if known is None:
+            owner, log_group, log_stream = key
+            empty = StreamEvents(owner=owner, log_group=log_group, log_stream=log_stream, events=[])
+            known = self._known[key] = _split_at(pydantic_core.to_json(empty), _EVENTS_FIELD)
+        return known
 
 
 @dataclass(slots=True)
@@ -104,54 +169,60 @@ class _ChunkBuilder:
     batch_id: str
     customer_id: str
     chunk: int
+    heads: _StreamHeads
     size: int = 0
-    streams: list[tuple[tuple[str, str, str], list[LogEvent]]] = field(default_factory=list)
+    events: int = 0
+    envelope: tuple[bytes, bytes] = (b"", b"")
+    streams: list[tuple[StreamKey, list[memoryview]]] = field(default_factory=list)
     sequence_numbers: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        self.size = len(encode_payload(self._payload([])))
-
-    def _payload(self, streams: list[StreamEvents]) -> SubTaskPayload:
-        return SubTaskPayload(
+        # The model writes the envelope, so every field it has (and any it gains) is in the payload.
+        empty = SubTaskPayload(
             batch_id=self.batch_id,
             subtask_id=subtask_id_for(self.customer_id, self.chunk),
             customer_id=self.customer_id,
-            streams=streams,
+            streams=[],
         )
+        encoded = encode_payload(empty)
+        self.envelope = _split_at(encoded, _STREAMS_FIELD)
+        self.size = len(encoded)
 
-    @staticmethod
-    def stream_overhead(key: tuple[str, str, str]) -> int:
-        owner, log_group, log_stream = key
-        return len(_dumps({"owner": owner, "log_group": log_group, "log_stream": log_stream, "events": []}))
+    def stream_overhead(self, key: StreamKey) -> int:
+        head, tail = self.heads(key)
+        return len(head) + len(tail)
 
-    def cost(self, key: tuple[str, str, str], event_size: int) -> int:
-        """Bytes this event adds to the encoded payload (with the commas and stream header)."""
+    def cost(self, key: StreamKey, events_size: int) -> int:
+        """Bytes these encoded events add to the payload (with the commas and stream header)."""
         if self.streams and self.streams[-1][0] == key:
-            return event_size + 1
+            return events_size + 1
         separator = 1 if self.streams else 0
-        return separator + self.stream_overhead(key) + event_size
+        return separator + self.stream_overhead(key) + events_size
 
-    def add(self, key: tuple[str, str, str], event: LogEvent, cost: int, sequence_number: str) -> None:
+    def add(self, key: StreamKey, piece: memoryview, count: int, cost: int, sequence_number: str) -> None:
+        """Add `count` encoded events (one piece); `cost` is `self.cost(key, len(piece))`."""
         if not self.streams or self.streams[-1][0] != key:
             self.streams.append((key, []))
-        self.streams[-1][1].append(event)
+        self.streams[-1][1].append(piece)
         self.sequence_numbers.add(sequence_number)
+        self.events += count
         self.size += cost
 
-    def add_all(self, key: tuple[str, str, str], events: Sequence[LogEvent], cost: int, sequence_number: str) -> None:
-        """Add a whole record's events; `cost` is `self.cost(key, <their joint size>)`."""
-        if not self.streams or self.streams[-1][0] != key:
-            self.streams.append((key, []))
-        self.streams[-1][1].extend(events)
-        self.sequence_numbers.add(sequence_number)
-        self.size += cost
-
-    def build(self) -> SubTask:
-        streams = [
-            StreamEvents(owner=owner, log_group=group, log_stream=stream, events=events)
-            for (owner, group, stream), events in self.streams
-        ]
-        return SubTask(payload=self._payload(streams), sequence_numbers=frozenset(self.sequence_numbers))
+    def build(self) -> PlannedSubTask:
+        streams = []
+        for key, pieces in self.streams:
+            head, tail = self.heads(key)
+            streams.append(PlannedStream(head=head, pieces=tuple(pieces), tail=tail))
+        return PlannedSubTask(
+            batch_id=self.batch_id,
+            subtask_id=subtask_id_for(self.customer_id, self.chunk),
+            customer_id=self.customer_id,
+            event_count=self.events,
+            sequence_numbers=frozenset(self.sequence_numbers),
+            size=self.size,
+            envelope=self.envelope,
+            streams=tuple(streams),
+        )
 
 
 def plan_batch(
@@ -166,7 +237,7 @@ def plan_batch(
     Events of owners no customer claims are counted, never planned. Event order within a stream
     is kept; customers are planned in id order so the same input always gives the same plan.
     """
-    per_customer: dict[str, list[tuple[tuple[str, str, str], Sequence[LogEvent], str]]] = {}
+    per_customer: dict[str, list[tuple[StreamKey, DecodedMessage, str]]] = {}
     events = 0
     unclaimed_events = 0
     unclaimed_owners: set[str] = set()
@@ -174,29 +245,31 @@ def plan_batch(
         message = record.message
         if message.is_control:
             continue
-        events += len(message.log_events)
+        events += message.event_count
         customer_id = customers_by_owner.get(message.owner)
         if customer_id is None:
-            unclaimed_events += len(message.log_events)
-            if message.log_events:
+            unclaimed_events += message.event_count
+            if message.event_count:
                 unclaimed_owners.add(message.owner)
             continue
-        key = (message.owner, message.log_group, message.log_stream)
         bucket = per_customer.setdefault(customer_id, [])
-        if message.log_events:
-            bucket.append((key, message.log_events, record.sequence_number))
+        if message.event_count:
+            key = (message.owner, message.log_group, message.log_stream)
+            bucket.append((key, message, record.sequence_number))
 
-    subtasks: list[SubTask] = []
+    heads = _StreamHeads()
+    subtasks: list[PlannedSubTask] = []
     oversized: list[OversizedEvent] = []
     for customer_id in sorted(per_customer):
-        builder = _ChunkBuilder(batch_id, customer_id, chunk=0)
+        builder = _ChunkBuilder(batch_id, customer_id, chunk=0, heads=heads)
         empty_size = builder.size
-        for key, record_events, sequence_number in per_customer[customer_id]:
-            whole = builder.cost(key, _events_size(record_events))
+        for key, message, sequence_number in per_customer[customer_id]:
+            encoded = message.events_json
+            whole = builder.cost(key, len(encoded) - 2)
             if builder.size + whole <= max_payload_bytes:
-                builder.add_all(key, record_events, whole, sequence_number)
+                builder.add(key, memoryview(encoded)[1:-1], message.event_count, whole, sequence_number)
                 continue
-            for event in record_events:
+            for event in _events_of(encoded):
                 builder = _place_event(
                     builder, key, event, sequence_number, empty_size, max_payload_bytes, subtasks, oversized
                 )
@@ -212,29 +285,44 @@ def plan_batch(
     )
 
 
+def _events_of(events_json: bytes) -> Iterator[memoryview]:
+    """A record's encoded events one by one, as views of its bytes (only where a chunk boundary falls).
+
+    Every event in `events_json` opens with its string id and closes with its message, and a quote
+    inside a string is always escaped, so `"},{"id":"` occurs exactly between two events.
+    """
+    view = memoryview(events_json)
+    start = 1
+    while (at := events_json.find(_BETWEEN_EVENTS, start)) >= 0:
+        yield view[start : at + 2]
+        start = at + 3
+    yield view[start:-1]
+
+
 def _place_event(
     builder: _ChunkBuilder,
-    key: tuple[str, str, str],
-    event: LogEvent,
+    key: StreamKey,
+    event: memoryview,
     sequence_number: str,
     empty_size: int,
     max_payload_bytes: int,
-    subtasks: list[SubTask],
+    subtasks: list[PlannedSubTask],
     oversized: list[OversizedEvent],
 ) -> _ChunkBuilder:
     """Add one event where a chunk boundary may fall; returns the builder now being filled."""
-    event_size = _event_size(event)
+    event_size = len(event)
     if empty_size + builder.stream_overhead(key) + event_size > max_payload_bytes:
         # Fits no payload even alone; set aside without closing the chunk being filled.
         owner, log_group, log_stream = key
+        event_id = orjson.loads(event)["id"]
         oversized.append(
-            OversizedEvent(builder.customer_id, owner, log_group, log_stream, event.id, event_size, sequence_number)
+            OversizedEvent(builder.customer_id, owner, log_group, log_stream, event_id, event_size, sequence_number)
         )
         return builder
     cost = builder.cost(key, event_size)
     if builder.size + cost > max_payload_bytes:
         subtasks.append(builder.build())
-        builder = _ChunkBuilder(builder.batch_id, builder.customer_id, chunk=builder.chunk + 1)
+        builder = _ChunkBuilder(builder.batch_id, builder.customer_id, chunk=builder.chunk + 1, heads=builder.heads)
         cost = builder.cost(key, event_size)
-    builder.add(key, event, cost, sequence_number)
+    builder.add(key, event, 1, cost, sequence_number)
     return builder

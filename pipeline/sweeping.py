@@ -24,7 +24,7 @@ from pipeline.fanout import KinesisRecordRef, decode_batch
 from pipeline.invoking import invoke_with_retries, trigger_consolidator
 from pipeline.models import BatchRecord, SubTaskRecord, SubTaskStatus
 from pipeline.ports import Clock, FunctionInvoker, MetricsSink, TrackingStore
-from pipeline.routing import compute_batch_id, encode_payload, plan_batch
+from pipeline.routing import compute_batch_id, plan_batch
 from pipeline.rules_cache import OwnerCache
 
 __all__ = ["StreamReader", "SweepResult", "SweepStore", "SweeperDeps", "sweep"]
@@ -116,9 +116,9 @@ def _redrive(
         deps.owners.customers_for_owners(owners) if owners else {},
         max_payload_bytes=deps.payload_budget_bytes,
     )
-    planned = {subtask.payload.subtask_id: subtask for subtask in plan.subtasks}
+    planned = {subtask.subtask_id: subtask for subtask in plan.subtasks}
     known = {subtask.subtask_id for subtask in stored}
-    never_written = [fanin.pending_record(s) for s in plan.subtasks if s.payload.subtask_id not in known]
+    never_written = [fanin.pending_record(s) for s in plan.subtasks if s.subtask_id not in known]
     if never_written:
         # The fan-out died between writing the batch and its sub-tasks, and Kinesis moved on.
         # Written late, they expire with the batch's other tracking items.
@@ -138,7 +138,7 @@ def _redrive(
         invoke_with_retries(
             deps.invoker,
             deps.parser_function,
-            encode_payload(planned_subtask.payload),
+            planned_subtask.encode(),
             attempts=deps.invoke_max_attempts,
             backoff_s=deps.invoke_backoff_s,
         )

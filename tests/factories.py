@@ -8,8 +8,9 @@ import itertools
 import json
 from typing import Any
 
+from pipeline.decoding import parse_logs_message
 from pipeline.fanout import KinesisRecordRef
-from pipeline.models import Channel, ChannelType, Customer, LogEvent, LogsMessage, Match, Rule, StreamEvents
+from pipeline.models import Channel, ChannelType, Customer, LogEvent, Match, Rule, StreamEvents
 from pipeline.routing import DecodedRecord
 
 _ids = itertools.count(1)
@@ -105,7 +106,8 @@ def rule(customer_id: str, rule_id: str, *patterns: str, channel: str = "ops", *
 def decoded_record(document: dict[str, Any], *, sequence_number: str | None = None) -> DecodedRecord:
     """A record the fan-out decoded, as routing receives it."""
     return DecodedRecord(
-        sequence_number=sequence_number or str(next(_sequence)), message=LogsMessage.model_validate(document)
+        sequence_number=sequence_number or str(next(_sequence)),
+        message=parse_logs_message(json.dumps(document).encode()),
     )
 
 

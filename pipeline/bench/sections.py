@@ -27,8 +27,8 @@ from pipeline.config import FanOutSettings
 from pipeline.fanout import KinesisRecordRef, decode_batch
 from pipeline.invoking import invoke_subtasks
 from pipeline.matching import MatchLimits, RuleEngine
-from pipeline.models import LogEvent, Rule, StreamEvents, SubTask
-from pipeline.routing import encode_payload, plan_batch
+from pipeline.models import LogEvent, Rule, StreamEvents
+from pipeline.routing import PlannedSubTask, plan_batch
 
 __all__ = ["Scale", "decode_section", "end_to_end_section", "fan_out_section", "matching_section", "memory_section"]
 
@@ -116,7 +116,7 @@ def decode_section(scale: Scale, seed: int, details: dict[str, Any]) -> list[Row
     def ours_with_encoding() -> None:
         decoded = decode_batch(refs, "b-bench", max_decompressed_bytes=32 * 1024 * 1024)
         for subtask in plan_batch("b-bench", decoded.decoded, owners, max_payload_bytes=budget).subtasks:
-            encode_payload(subtask.payload)
+            subtask.encode()
 
     medians = interleaved_medians({"floor": floor, "ours": ours, "ours+encode": ours_with_encoding}, scale.repeats)
     rates = {name: events / seconds for name, seconds in medians.items()}
@@ -325,7 +325,9 @@ def fan_out_section(scale: Scale, seed: int, details: dict[str, Any]) -> list[Ro
         document["owner"] = tenant.customer.accounts[0]
         documents.append(document)
     decoded = decode_batch(_records(documents), "b-bench", max_decompressed_bytes=32 * 1024 * 1024).decoded
-    subtasks: list[SubTask] = plan_batch("b-bench", decoded, _owners(tenants), max_payload_bytes=960_000).subtasks
+    subtasks: list[PlannedSubTask] = plan_batch(
+        "b-bench", decoded, _owners(tenants), max_payload_bytes=960_000
+    ).subtasks
     concurrency = FanOutSettings.model_fields["invoke_concurrency"].default
     ours_invoker = _SlowInvoker(scale.invoke_latency_s)
     sequential_invoker = _SlowInvoker(scale.invoke_latency_s)
@@ -335,7 +337,7 @@ def fan_out_section(scale: Scale, seed: int, details: dict[str, Any]) -> list[Ro
 
     def sequential() -> None:
         for subtask in subtasks:
-            sequential_invoker.invoke_async("parser", encode_payload(subtask.payload))
+            sequential_invoker.invoke_async("parser", subtask.encode())
 
     medians = interleaved_medians({"ours": ours, "sequential": sequential}, max(1, scale.repeats - 2))
     speedup = medians["sequential"] / medians["ours"]

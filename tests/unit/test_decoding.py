@@ -7,9 +7,13 @@ import gzip
 import json
 from typing import Any
 
+import pydantic_core
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from pipeline.decoding import decode_record_data, decompress_gzip
+from pipeline.decoding import DecodedMessage, decode_record_data, decompress_gzip
 from pipeline.errors import PoisonRecordError
 from pipeline.models import LogsMessage
 from tests import factories as f
@@ -48,7 +52,7 @@ def test_a_data_message_decodes_into_its_fields() -> None:
     message = decode_record_data(f.encode(document))
 
     # Then every field arrives, in order, and the multi-line message stays one event
-    assert isinstance(message, LogsMessage)
+    assert isinstance(message, DecodedMessage)
     assert not message.is_control
     assert (message.owner, message.log_group, message.log_stream) == (
         OWNER,
@@ -56,9 +60,9 @@ def test_a_data_message_decodes_into_its_fields() -> None:
         "2026/11/28/[$LATEST]0123",
     )
     assert message.subscription_filters == ["logfan"]
-    assert [e.id for e in message.log_events] == ["3" * 56, "4" * 56]
-    assert message.log_events[0].timestamp == 1_764_380_000_001
-    assert message.log_events[1].message == "Traceback (most recent call last):\n  File x\nValueError: ü"
+    assert [e.id for e in message.log_events()] == ["3" * 56, "4" * 56]
+    assert message.log_events()[0].timestamp == 1_764_380_000_001
+    assert message.log_events()[1].message == "Traceback (most recent call last):\n  File x\nValueError: ü"
 
 
 def test_numeric_event_ids_become_strings_and_unknown_fields_are_tolerated() -> None:
@@ -73,7 +77,86 @@ def test_numeric_event_ids_become_strings_and_unknown_fields_are_tolerated() -> 
     message = decode_record_data(f.encode(document))
 
     # Then the id is the digit string AWS would have sent
-    assert message.log_events[0].id == "36000000000000000"
+    assert message.log_events()[0].id == "36000000000000000"
+
+
+def test_events_are_kept_encoded_exactly_as_the_payload_encoder_writes_them() -> None:
+    # Given events in every shape the model accepts: keys in another order, a numeric id, escapes, wide characters
+    document = f.logs_message(
+        OWNER,
+        events=[
+            {"message": "keys out of order", "timestamp": 2, "id": "2" * 56},
+            {"id": 42, "timestamp": 3, "message": "numeric id"},
+            f.event('quote " backslash \\ tab \t nul \x00 del \x7f é € 中 😀 \u2028'),
+        ],
+    )
+
+    # When it is decoded
+    message = decode_record_data(f.encode(document))
+
+    # Then the events are the bytes the payload encoder writes for the model's events, in the model's key order
+    assert message.event_count == 3
+    assert message.events_json == pydantic_core.to_json(LogsMessage.model_validate(document).log_events)
+    assert message.log_events() == LogsMessage.model_validate(document).log_events
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    events=st.lists(
+        st.tuples(
+            st.one_of(st.text(min_size=1, max_size=20), st.integers(min_value=0, max_value=2**63)),
+            st.integers(min_value=-(2**63), max_value=2**64 - 1),
+            st.text(max_size=200),
+        ),
+        max_size=6,
+    )
+)
+def test_any_accepted_events_encode_as_the_model_does(events: list[tuple[str | int, int, str]]) -> None:
+    # Given arbitrary text (every code point UTF-8 can carry), ids and timestamps
+    document = f.logs_message(OWNER, events=[{"id": i, "timestamp": t, "message": m} for i, t, m in events])
+
+    # When it is decoded
+    message = decode_record_data(f.encode(document))
+
+    # Then its events are byte for byte what pydantic, and `json.dumps`, write for the models
+    models = LogsMessage.model_validate(document).log_events
+    assert message.events_json == pydantic_core.to_json(models)
+    assert message.events_json == json.dumps(
+        [m.model_dump() for m in models], ensure_ascii=False, separators=(",", ":")
+    ).encode("utf-8")
+
+
+ODD_EVENTS = [
+    {"id": "1", "timestamp": 1, "message": "m", "extra": "x"},
+    {"id": "1", "timestamp": True, "message": "m"},
+    {"id": "1", "timestamp": 1.0, "message": "m"},
+    {"id": "1", "timestamp": 1.5, "message": "m"},
+    {"id": "1", "timestamp": "1", "message": "m"},
+    {"id": 1.5, "timestamp": 1, "message": "m"},
+    {"id": True, "timestamp": 1, "message": "m"},
+    {"id": "", "timestamp": 1, "message": "m"},
+    {"id": "1", "timestamp": 2**70, "message": "m"},
+    {"id": "1", "timestamp": 1, "message": None},
+    {"id": "1", "message": "m", "timestamp": 1},
+    ["not", "an", "event"],
+]
+
+
+@pytest.mark.parametrize("odd", ODD_EVENTS, ids=[json.dumps(e) for e in ODD_EVENTS])
+def test_events_of_any_other_shape_get_the_models_verdict(odd: Any) -> None:
+    # Given a message whose second event is not plainly a string id, an int timestamp and a string message
+    document = f.logs_message(OWNER, events=[f.event("ok"), odd])
+    data = f.encode(document)
+
+    # Then decoding accepts what the model accepts, with the model's values, and refuses the rest saying where
+    try:
+        expected = LogsMessage.model_validate_json(json.dumps(document))
+    except ValidationError:
+        reason = _poison_reason(data)
+        assert reason.startswith("not a CloudWatch Logs message")
+        assert "logEvents.1" in reason
+    else:
+        assert decode_record_data(data).events_json == pydantic_core.to_json(expected.log_events)
 
 
 def test_a_control_message_decodes_and_says_so() -> None:

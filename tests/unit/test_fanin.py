@@ -135,7 +135,7 @@ def _pending(batch_id: str, subtask_id: str, customer_id: str) -> SubTaskRecord:
 
 def _ids(plan_or_list: BatchPlan | fanin.StartedBatch) -> list[str]:
     subtasks = plan_or_list.subtasks if isinstance(plan_or_list, BatchPlan) else plan_or_list.to_invoke
-    return [s.payload.subtask_id for s in subtasks]
+    return [s.subtask_id for s in subtasks]
 
 
 def test_the_store_implements_the_port(store: InMemoryTrackingStore) -> None:

@@ -10,8 +10,7 @@ import pytest
 
 from pipeline.errors import InvokeError
 from pipeline.invoking import backoff_delay, consolidator_payload, invoke_subtasks, invoke_with_retries
-from pipeline.models import SubTask
-from pipeline.routing import encode_payload, plan_batch
+from pipeline.routing import PlannedSubTask, plan_batch
 from tests import factories as f
 
 PARSER = "logfan-parser"
@@ -58,7 +57,7 @@ class RendezvousInvoker:
                 self.in_flight -= 1
 
 
-def _subtasks(count: int) -> list[SubTask]:
+def _subtasks(count: int) -> list[PlannedSubTask]:
     records = [f.decoded_record(f.logs_message("111122223333", [f"line {i} " * 30])) for i in range(count)]
     plan = plan_batch("b-1", records, {"111122223333": "acme"}, max_payload_bytes=600)
     assert len(plan.subtasks) == count
@@ -93,15 +92,15 @@ def test_backoff_stays_within_its_window(attempt: int) -> None:
 def test_a_failing_invoke_is_retried_until_it_is_accepted() -> None:
     # Given an invoker that throttles twice
     [subtask] = _subtasks(1)
-    invoker = FlakyInvoker({subtask.payload.subtask_id: 2})
+    invoker = FlakyInvoker({subtask.subtask_id: 2})
     slept: list[float] = []
 
     # When invoked with three attempts
-    invoke_with_retries(invoker, PARSER, encode_payload(subtask.payload), attempts=3, backoff_s=0.1, sleep=slept.append)
+    invoke_with_retries(invoker, PARSER, subtask.encode(), attempts=3, backoff_s=0.1, sleep=slept.append)
 
     # Then the third attempt delivers the exact payload, after two backoffs within their windows
-    assert invoker.calls[subtask.payload.subtask_id] == 3
-    assert invoker.accepted == [encode_payload(subtask.payload)]
+    assert invoker.calls[subtask.subtask_id] == 3
+    assert invoker.accepted == [subtask.encode()]
     assert len(slept) == 2
     assert 0.0 <= slept[0] <= 0.1
     assert 0.0 <= slept[1] <= 0.2
@@ -109,13 +108,11 @@ def test_a_failing_invoke_is_retried_until_it_is_accepted() -> None:
 
 def test_an_invoke_that_keeps_failing_raises_after_its_attempts() -> None:
     [subtask] = _subtasks(1)
-    invoker = FlakyInvoker({subtask.payload.subtask_id: -1})
+    invoker = FlakyInvoker({subtask.subtask_id: -1})
 
     with pytest.raises(InvokeError, match="throttled"):
-        invoke_with_retries(
-            invoker, PARSER, encode_payload(subtask.payload), attempts=4, backoff_s=0.1, sleep=_no_sleep
-        )
-    assert invoker.calls[subtask.payload.subtask_id] == 4
+        invoke_with_retries(invoker, PARSER, subtask.encode(), attempts=4, backoff_s=0.1, sleep=_no_sleep)
+    assert invoker.calls[subtask.subtask_id] == 4
 
 
 def test_consolidator_payload_names_the_batch() -> None:
@@ -128,15 +125,15 @@ def test_consolidator_payload_names_the_batch() -> None:
 def test_invoke_subtasks_retries_and_returns_the_ones_that_failed_for_good() -> None:
     # Given five sub-tasks: one throttled once, one failing for good
     subtasks = _subtasks(5)
-    flaky, dead = subtasks[1].payload.subtask_id, subtasks[3].payload.subtask_id
+    flaky, dead = subtasks[1].subtask_id, subtasks[3].subtask_id
     invoker = FlakyInvoker({flaky: 1, dead: -1})
 
     # When they are invoked
     failures = invoke_subtasks(invoker, PARSER, subtasks, concurrency=3, attempts=3, backoff_s=0.01, sleep=_no_sleep)
 
     # Then only the dead one is returned, with its error, and every other payload was delivered once
-    assert [(s.payload.subtask_id, str(e)) for s, e in failures] == [(dead, f"throttled: {dead}")]
-    assert sorted(invoker.accepted) == sorted(encode_payload(s.payload) for s in subtasks if s is not subtasks[3])
+    assert [(s.subtask_id, str(e)) for s, e in failures] == [(dead, f"throttled: {dead}")]
+    assert sorted(invoker.accepted) == sorted(s.encode() for s in subtasks if s is not subtasks[3])
     assert invoker.calls[flaky] == 2
     assert invoker.calls[dead] == 3
 

@@ -9,8 +9,16 @@ from collections.abc import Sequence
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.models import LogEvent, StreamEvents, SubTask, SubTaskPayload
-from pipeline.routing import BatchPlan, DecodedRecord, compute_batch_id, encode_payload, plan_batch, subtask_id_for
+from pipeline.models import LogEvent, StreamEvents, SubTaskPayload
+from pipeline.routing import (
+    BatchPlan,
+    DecodedRecord,
+    PlannedSubTask,
+    compute_batch_id,
+    encode_payload,
+    plan_batch,
+    subtask_id_for,
+)
 from tests import factories as f
 
 ACME_PAYMENTS = "111122223333"
@@ -29,8 +37,16 @@ def _key(stream: StreamEvents) -> StreamKey:
     return (stream.owner, stream.log_group, stream.log_stream)
 
 
-def _events_of(subtasks: Sequence[SubTask]) -> list[tuple[StreamKey, LogEvent]]:
-    return [(_key(s), e) for subtask in subtasks for s in subtask.payload.streams for e in s.events]
+def _events_of(subtasks: Sequence[PlannedSubTask]) -> list[tuple[StreamKey, LogEvent]]:
+    return [(_key(s), e) for subtask in subtasks for s in subtask.payload().streams for e in s.events]
+
+
+def _encoded(subtask: PlannedSubTask) -> bytes:
+    """The bytes the invoker sends, held to be exactly what `encode_payload` writes for their payload."""
+    encoded = subtask.encode()
+    assert encoded == encode_payload(subtask.payload())
+    assert len(encoded) == subtask.size
+    return encoded
 
 
 def _with_event(payload: SubTaskPayload, key: StreamKey, event: LogEvent) -> SubTaskPayload:
@@ -82,16 +98,16 @@ def test_two_owners_of_one_customer_share_one_subtask() -> None:
     plan = _plan([payments, web, globex])
 
     # Then acme gets one sub-task with both owners' streams and globex its own
-    assert [s.payload.customer_id for s in plan.subtasks] == ["acme", "globex"]
+    assert [s.customer_id for s in plan.subtasks] == ["acme", "globex"]
     acme = plan.subtasks[0]
-    assert [(s.owner, s.log_group, [e.message for e in s.events]) for s in acme.payload.streams] == [
+    assert [(s.owner, s.log_group, [e.message for e in s.events]) for s in acme.payload().streams] == [
         (ACME_PAYMENTS, "/payments", ["p1", "p2"]),
         (ACME_WEB, "/web", ["w1"]),
     ]
     assert acme.sequence_numbers == {payments.sequence_number, web.sequence_number}
     assert plan.subtasks[1].sequence_numbers == {globex.sequence_number}
-    assert all(s.payload.batch_id == "b-test" for s in plan.subtasks)
-    assert [s.payload.subtask_id for s in plan.subtasks] == ["acme#0000", "globex#0000"]
+    assert all(s.batch_id == s.payload().batch_id == "b-test" for s in plan.subtasks)
+    assert [s.payload().subtask_id for s in plan.subtasks] == ["acme#0000", "globex#0000"]
 
 
 def test_unclaimed_owners_are_counted_and_never_planned() -> None:
@@ -108,7 +124,7 @@ def test_unclaimed_owners_are_counted_and_never_planned() -> None:
     assert plan.unclaimed_events == 3
     assert plan.claimed_events == 1
     assert plan.unclaimed_owners == {STRANGER}
-    assert {s.owner for st_ in plan.subtasks for s in st_.payload.streams} == {ACME_WEB}
+    assert {s.owner for st_ in plan.subtasks for s in st_.payload().streams} == {ACME_WEB}
 
 
 def test_control_messages_are_skipped() -> None:
@@ -117,7 +133,7 @@ def test_control_messages_are_skipped() -> None:
     assert plan.events == 1
     assert plan.unclaimed_events == 0
     assert plan.unclaimed_owners == frozenset()
-    assert [s.payload.customer_id for s in plan.subtasks] == ["globex"]
+    assert [s.customer_id for s in plan.subtasks] == ["globex"]
 
 
 def test_no_claimed_events_means_no_subtasks() -> None:
@@ -162,9 +178,9 @@ def test_a_customers_events_are_chunked_under_the_limit_exactly() -> None:
         )
         for owner, start in ((ACME_PAYMENTS, 0), (ACME_WEB, 20), (ACME_PAYMENTS, 40))
     ]
-    event_records = {e.id: r.sequence_number for r in records for e in r.message.log_events}
+    event_records = {e.id: r.sequence_number for r in records for e in r.message.log_events()}
     events_in = [
-        (r.message.owner, r.message.log_group, r.message.log_stream, e) for r in records for e in r.message.log_events
+        (r.message.owner, r.message.log_group, r.message.log_stream, e) for r in records for e in r.message.log_events()
     ]
 
     # When planned with a small payload limit
@@ -174,9 +190,9 @@ def test_a_customers_events_are_chunked_under_the_limit_exactly() -> None:
     assert len(plan.subtasks) > 2
     assert plan.oversized == []
     for subtask in plan.subtasks:
-        encoded = encode_payload(subtask.payload)
+        encoded = _encoded(subtask)
         assert len(encoded) <= limit
-        assert SubTaskPayload.model_validate(json.loads(encoded)) == subtask.payload
+        assert SubTaskPayload.model_validate(json.loads(encoded)) == subtask.payload()
 
     # And no event is lost, duplicated or reordered
     assert [(*k, e) for k, e in _events_of(plan.subtasks)] == events_in
@@ -188,10 +204,10 @@ def test_a_customers_events_are_chunked_under_the_limit_exactly() -> None:
     # And each chunk is full: the next event would not have fitted
     for current, following in zip(plan.subtasks, plan.subtasks[1:], strict=False):
         key, event = _events_of([following])[0]
-        assert len(encode_payload(_with_event(current.payload, key, event))) > limit
+        assert len(encode_payload(_with_event(current.payload(), key, event))) > limit
 
     # And the chunk ids are deterministic
-    assert [s.payload.subtask_id for s in plan.subtasks] == [
+    assert [s.payload().subtask_id for s in plan.subtasks] == [
         subtask_id_for("acme", i) for i in range(len(plan.subtasks))
     ]
 
@@ -199,7 +215,7 @@ def test_a_customers_events_are_chunked_under_the_limit_exactly() -> None:
 def test_an_event_larger_than_the_limit_is_set_aside() -> None:
     # Given a huge event between two small ones
     record = f.decoded_record(f.logs_message(GLOBEX, ["small 1", "x" * 5000, "small 2"]))
-    huge = record.message.log_events[1]
+    huge = record.message.log_events()[1]
 
     # When planned with a 1 KB limit
     plan = _plan([record], max_payload_bytes=1000)
@@ -210,7 +226,7 @@ def test_an_event_larger_than_the_limit_is_set_aside() -> None:
     ]
     assert plan.oversized[0].size > 5000
     assert [e.message for _, e in _events_of(plan.subtasks)] == ["small 1", "small 2"]
-    assert all(len(encode_payload(s.payload)) <= 1000 for s in plan.subtasks)
+    assert all(len(_encoded(s)) <= 1000 for s in plan.subtasks)
 
 
 # -- properties ------------------------------------------------------------------------------
@@ -252,7 +268,7 @@ def test_planning_keeps_every_event_in_order_and_every_payload_within_the_limit(
     plan = _plan(decoded, max_payload_bytes=limit)
 
     # Then every payload fits
-    assert all(len(encode_payload(s.payload)) <= limit for s in plan.subtasks)
+    assert all(len(_encoded(s)) <= limit for s in plan.subtasks)
 
     # And the claimed events, minus the oversized ones, are planned exactly once with their stream
     oversized = {o.event_id for o in plan.oversized}
@@ -261,7 +277,7 @@ def test_planning_keeps_every_event_in_order_and_every_payload_within_the_limit(
         message = record.message
         if message.owner in OWNERS:
             key = (message.owner, message.log_group, message.log_stream)
-            expected.setdefault(key, []).extend(e for e in message.log_events if e.id not in oversized)
+            expected.setdefault(key, []).extend(e for e in message.log_events() if e.id not in oversized)
     planned: dict[StreamKey, list[LogEvent]] = {}
     for key, event in _events_of(plan.subtasks):
         planned.setdefault(key, []).append(event)
@@ -273,27 +289,27 @@ def test_planning_keeps_every_event_in_order_and_every_payload_within_the_limit(
     assert {k: v for k, v in expected.items() if v} == planned
 
     # And a customer's sub-tasks only carry that customer's owners, records named exactly
-    by_event = {e.id: r.sequence_number for r in decoded for e in r.message.log_events}
+    by_event = {e.id: r.sequence_number for r in decoded for e in r.message.log_events()}
     for subtask in plan.subtasks:
-        assert {s.owner for s in subtask.payload.streams} <= {
-            o for o, c in OWNERS.items() if c == subtask.payload.customer_id
+        assert {s.owner for s in subtask.payload().streams} <= {
+            o for o, c in OWNERS.items() if c == subtask.payload().customer_id
         }
         assert subtask.sequence_numbers == {by_event[e.id] for _, e in _events_of([subtask])}
 
     # And each chunk is full: the event that followed its last one in the input would not have fitted
-    for customer_id in {s.payload.customer_id for s in plan.subtasks}:
+    for customer_id in {s.customer_id for s in plan.subtasks}:
         inputs = [
             ((r.message.owner, r.message.log_group, r.message.log_stream), e)
             for r in decoded
             if OWNERS.get(r.message.owner) == customer_id
-            for e in r.message.log_events
+            for e in r.message.log_events()
         ]
         position = {e.id: i for i, (_, e) in enumerate(inputs)}
-        chunks = [s for s in plan.subtasks if s.payload.customer_id == customer_id]
+        chunks = [s for s in plan.subtasks if s.customer_id == customer_id]
         for chunk in chunks[:-1]:
             key, event = inputs[position[_events_of([chunk])[-1][1].id] + 1]
-            assert len(encode_payload(_with_event(chunk.payload, key, event))) > limit
+            assert len(encode_payload(_with_event(chunk.payload(), key, event))) > limit
 
     # And the counts add up
-    assert plan.events == sum(len(r.message.log_events) for r in decoded)
-    assert plan.unclaimed_events == sum(len(r.message.log_events) for r in decoded if r.message.owner == STRANGER)
+    assert plan.events == sum(len(r.message.log_events()) for r in decoded)
+    assert plan.unclaimed_events == sum(len(r.message.log_events()) for r in decoded if r.message.owner == STRANGER)
