@@ -135,7 +135,6 @@ def build_parser(
         parser_function=settings.parser_function,
         time_reserve_ms=settings.time_reserve_ms,
         notification_samples=settings.notification_samples,
-        tracking_ttl_days=settings.tracking_ttl_days,
         match_ttl_days=settings.match_ttl_days,
         invoke_max_attempts=settings.invoke_max_attempts,
         invoke_backoff_s=settings.invoke_backoff_s,

@@ -63,7 +63,6 @@ class ParserDeps:
     clock: Clock
     consolidator_function: str
     notification_samples: int
-    tracking_ttl_days: int
     match_ttl_days: int
     invoke_max_attempts: int
     invoke_backoff_s: float
