@@ -60,11 +60,16 @@ class InvokeError(LogfanError):
 
 
 class DeliveryError(LogfanError):
-    """A notification could not be delivered; `permanent` ones (4xx, bad target) are not retried."""
+    """A notification could not be delivered; `permanent` ones (4xx, bad target) are not retried.
 
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    `retry_after_s` is how long the receiver asked us to wait (HTTP `Retry-After`) when that is
+    longer than the notifier is willing to wait in-line: the caller holds the notification back.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.retry_after_s = retry_after_s
 
 
 class RejectedError(LogfanError):

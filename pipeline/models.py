@@ -315,9 +315,18 @@ class Match(_Frozen):
 
 
 class Notification(_Frozen):
-    """One message to a channel about one rule's matches within one sub-task."""
+    """One message to a channel about one rule's matches.
+
+    An `alert` reports one sub-task part's matches. A `digest` folds the alerts a rule raised while
+    its channel was held back (the rule's digest window, the channel's rate limit) into one message:
+    `count` is then the total of the folded alerts and `folded` how many there were. A `test` is what
+    `logfan notify test` sends.
+    """
 
     notification_id: str
+    kind: Literal["alert", "digest", "test"] = "alert"
+    folded: int = 0
+    """For a digest: how many alerts it folds."""
     customer_id: str
     rule_id: str
     rule_name: str

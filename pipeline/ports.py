@@ -25,6 +25,7 @@ from pipeline.models import (
 )
 
 __all__ = [
+    "ChannelHealthStore",
     "Clock",
     "ConfigStore",
     "CustomerConfig",
@@ -160,6 +161,14 @@ class FunctionInvoker(Protocol):
 class Notifier(Protocol):
     def send(self, channel: Channel, notification: Notification) -> None:
         """Deliver one notification; raises `DeliveryError` when it cannot."""
+        ...
+
+
+class ChannelHealthStore(Protocol):
+    """Where a channel's permanent delivery failures are recorded for the customer to see."""
+
+    def record_delivery_failure(self, customer_id: str, channel_id: str, *, error: str, at_ms: int) -> None:
+        """Note on the channel that a delivery failed for good, and why (never the secret URL)."""
         ...
 
 
