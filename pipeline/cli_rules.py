@@ -18,9 +18,9 @@ from pydantic import BaseModel
 from pipeline.adapters.dynamodb_config import config_store
 from pipeline.config import ResourceNames, RulesSettings
 from pipeline.errors import RejectedError
-from pipeline.models import Channel, Customer, Rule
+from pipeline.models import Channel, ChannelType, Customer, Rule
 from pipeline.rules_file import dump_rules_file, load_rules_file
-from pipeline.rules_service import RulesService, mask_url, validated, vetting_limits
+from pipeline.rules_service import RulesService, mask_url, secret_hint, validated, vetting_limits
 
 __all__ = ["register"]
 
@@ -57,11 +57,20 @@ def _dump(document: Any, fmt: str) -> str:
     return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
 
 
-def _channel_view(channel: Channel) -> dict[str, Any]:
-    view = channel.model_dump(mode="json", exclude_none=True)
-    if "url" in view:
-        view["url"] = mask_url(channel.url)
-    return view
+def _target(channel: Channel) -> str:
+    if channel.type is ChannelType.EVENTBRIDGE:
+        return f"{channel.bus} ({channel.detail_type or 'logfan.notification'})"
+    return str(mask_url(channel.url) or channel.topic_arn)
+
+
+def _health(channel: Channel) -> str:
+    if not channel.failures:
+        return "ok"
+    return f"{channel.failures} failure(s), last at {channel.last_failed_at} ms: {channel.last_error}"
+
+
+def _show_new_secret(label: str, secret: str) -> None:
+    _write(f"signing secret for {label} (shown once, store it now): {secret}")
 
 
 # -- customers ---------------------------------------------------------------------------------
@@ -88,16 +97,32 @@ def _customers_list(args: argparse.Namespace) -> int:
 
 # -- channels ----------------------------------------------------------------------------------
 def _channels_add(args: argparse.Namespace) -> int:
-    channel = _model(Channel, channel_id=args.channel_id, type=args.type, url=args.url, topic_arn=args.topic_arn)
-    created = _service(args).put_channel(args.customer, channel)
-    _write(f"channel {args.customer}/{channel.channel_id} {'added' if created else 'replaced'}")
+    channel = _model(
+        Channel,
+        channel_id=args.channel_id,
+        type=args.type,
+        url=args.url,
+        topic_arn=args.topic_arn,
+        bus=args.bus,
+        detail_type=args.detail_type,
+        secret=args.secret,
+    )
+    write = _service(args).put_channel(args.customer, channel, rotate_secret=args.rotate_secret)
+    _write(f"channel {args.customer}/{channel.channel_id} {'added' if write.created else 'replaced'}")
+    if write.new_secret:
+        _show_new_secret(f"{args.customer}/{channel.channel_id}", write.new_secret)
     return 0
 
 
 def _channels_list(args: argparse.Namespace) -> int:
-    for channel in _service(args).list_channels(args.customer):
-        view = _channel_view(channel)
-        _write(f"{channel.channel_id:20}  {channel.type.value:8}  {view.get('url') or view.get('topic_arn')}")
+    channels = _service(args).list_channels(args.customer)
+    _write(f"{'channel':20}  {'type':11}  {'signed':8}  {'target':48}  delivery")
+    for channel in channels:
+        signed = (secret_hint(channel.secret) or "no") if channel.type is ChannelType.WEBHOOK else "-"
+        _write(
+            f"{channel.channel_id:20}  {channel.type.value:11}  {signed:8}  {_target(channel):48}  {_health(channel)}"
+        )
+    _write(f"{len(channels)} channel(s), {sum(bool(c.failures) for c in channels)} failing")
     return 0
 
 
@@ -157,6 +182,8 @@ def _rules_remove(args: argparse.Namespace) -> int:
 
 def _rules_import(args: argparse.Namespace) -> int:
     report = _service(args).import_file(load_rules_file(args.file))
+    for label, secret in sorted(report.secrets.items()):
+        _show_new_secret(label, secret)
     for label in report.created:
         _write(f"created    {label}")
     for label in report.updated:
@@ -226,9 +253,15 @@ def _local_down(args: argparse.Namespace) -> int:
 
 
 def _api_serve(args: argparse.Namespace) -> int:
+    from pipeline.cli_keys import key_store
     from pipeline.local.api_server import serve
 
-    serve(_service(args), port=args.port, on_ready=lambda url: _write(f"rules API on {url} (Ctrl-C stops it)"))
+    serve(
+        _service(args),
+        port=args.port,
+        on_ready=lambda url: _write(f"rules API on {url} (Ctrl-C stops it)"),
+        keys=key_store(args),
+    )
     return 0
 
 
@@ -284,13 +317,30 @@ def register(subcommands: Any) -> None:
 
     channels = subcommands.add_parser("channels", help="a customer's notification channels")
     channel_actions = channels.add_subparsers(dest="channels_command", required=True)
-    add = _command(channel_actions, "add", _channels_add, "add or replace a channel (https public URL or SNS topic)")
+    add = _command(
+        channel_actions,
+        "add",
+        _channels_add,
+        "add or replace a channel (https public URL, SNS topic or EventBridge bus); an edit clears its failures",
+    )
     add.add_argument("channel_id", metavar="CHANNEL")
-    add.add_argument("--type", required=True, choices=["slack", "webhook", "sns"])
+    add.add_argument("--type", required=True, choices=[t.value for t in ChannelType])
     add.add_argument("--url", default=None, help="webhook URL (slack, webhook); never printed back")
     add.add_argument("--topic-arn", default=None, help="SNS topic ARN (sns)")
+    add.add_argument("--bus", default=None, help="event bus name or ARN (eventbridge)")
+    add.add_argument(
+        "--detail-type", default=None, help="events' DetailType (eventbridge; default logfan.notification)"
+    )
+    add.add_argument(
+        "--secret",
+        default=None,
+        help="webhook signing secret (16+ characters); default: keep the current one, or generate one and print it once",
+    )
+    add.add_argument("--rotate-secret", action="store_true", help="webhook: generate a new signing secret")
     add.add_argument("--allow-loopback-channels", action="store_true", help="local development: allow 127.0.0.1")
-    _command(channel_actions, "list", _channels_list, "list a customer's channels (URLs masked)")
+    _command(
+        channel_actions, "list", _channels_list, "list a customer's channels: targets masked, signing, delivery health"
+    )
     remove = _command(channel_actions, "remove", _channels_remove, "remove a channel no rule uses")
     remove.add_argument("channel_id", metavar="CHANNEL")
 

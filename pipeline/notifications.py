@@ -1,30 +1,35 @@
-"""Turn matches into notifications and render them per channel type (pure).
+"""Turn matches into notifications, and what every channel shares about them (pure).
 
 One notification per (rule, sub-task part). Its `notification_id` is derived from the customer,
 rule, batch, sub-task and part it reports on, so a re-run of the same sub-task produces the same id
-and receivers can deduplicate on it.
+and receivers can deduplicate on it. How each channel type renders a notification lives with the
+channel (`pipeline.adapters.channels.<type>`); the `logfan.notification/v1` document that webhooks,
+SNS and EventBridge carry is defined here, once.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import unicodedata
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from pipeline.models import Channel, ChannelType, Match, Notification, Rule
+from pipeline.models import Channel, Match, Notification, Rule
 
 __all__ = [
     "SAMPLE_MESSAGE_MAX_CHARS",
     "WEBHOOK_SCHEMA",
     "build_notification",
+    "build_test_notification",
     "console_url",
     "group_by_rule",
+    "iso",
+    "notification_document",
     "notification_id_for",
-    "render",
+    "notification_id_for_test",
+    "plural",
+    "summary",
 ]
 
 SAMPLE_MESSAGE_MAX_CHARS = 1000
@@ -97,31 +102,57 @@ def console_url(region: str, log_group: str, log_stream: str, timestamp_ms: int)
     )
 
 
-def _mrkdwn(text: str) -> str:
-    """Slack reads `<...>` as links and mentions (`<!channel>`); log lines must stay plain text."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _sns_subject(text: str) -> str:
-    """SNS rejects a Subject with line breaks or control characters, or longer than 100 characters."""
-    return "".join(" " if unicodedata.category(char) == "Cc" else char for char in text)[:100]
-
-
-def _iso(timestamp_ms: int) -> str:
+def iso(timestamp_ms: int) -> str:
+    """Epoch ms as ISO 8601 UTC with milliseconds, as the webhook document writes times."""
     return datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
 
 
-def _document(notification: Notification) -> dict[str, Any]:
+def notification_id_for_test(customer_id: str, channel_id: str, nonce: str) -> str:
+    """A fresh id per test send (`nonce`: anything unique), distinct from every alert's id."""
+    digest = hashlib.sha256("\n".join(["test", customer_id, channel_id, nonce]).encode()).hexdigest()
+    return f"t-{digest[:32]}"
+
+
+def build_test_notification(customer_id: str, channel: Channel, *, notification_id: str, now_ms: int) -> Notification:
+    """What `logfan notify test` sends: no rule, no matches, and says so."""
+    return Notification(
+        notification_id=notification_id,
+        kind="test",
+        detail="A test notification sent with `logfan notify test`: the channel is reachable. No rule fired.",
+        customer_id=customer_id,
+        rule_id="",
+        rule_name="logfan test notification",
+        channel_id=channel.channel_id,
+        channel_type=channel.type,
+        batch_id="",
+        subtask_id="",
+        count=0,
+        log_groups=[],
+        first_timestamp=now_ms,
+        last_timestamp=now_ms,
+        samples=[],
+    )
+
+
+def notification_document(notification: Notification) -> dict[str, Any]:
+    """The `logfan.notification/v1` document: a webhook's body, an SNS message, an EventBridge detail.
+
+    A stable, documented schema (docs/webhooks.md): fields are only ever added.
+    """
     return {
         "schema": WEBHOOK_SCHEMA,
         "notification_id": notification.notification_id,
+        "kind": notification.kind,
         "customer_id": notification.customer_id,
         "rule_id": notification.rule_id,
         "rule_name": notification.rule_name,
+        "channel_id": notification.channel_id,
         "count": notification.count,
+        "folded": notification.folded,
+        "detail": notification.detail,
         "log_groups": notification.log_groups,
-        "first_seen": _iso(notification.first_timestamp),
-        "last_seen": _iso(notification.last_timestamp),
+        "first_seen": iso(notification.first_timestamp),
+        "last_seen": iso(notification.last_timestamp),
         "batch_id": notification.batch_id,
         "subtask_id": notification.subtask_id,
         "samples": [
@@ -138,55 +169,20 @@ def _document(notification: Notification) -> dict[str, Any]:
     }
 
 
-def _slack(notification: Notification, region: str) -> dict[str, Any]:
-    first = notification.samples[0]
-    link = console_url(region, first.log_group, first.log_stream, first.timestamp)
-    plural = "es" if notification.count != 1 else ""
-    headline = (
-        f":rotating_light: *{_mrkdwn(notification.rule_name)}* matched {notification.count} "
-        f"log line{'s' if plural else ''} for `{notification.customer_id}` in "
-        f"{', '.join(f'`{_mrkdwn(g)}`' for g in notification.log_groups)}"
-    )
-    samples = "\n".join(
-        f"> {_mrkdwn(m.message.splitlines()[0][:300]) if m.message else ''}" for m in notification.samples
-    )
-    return {
-        "text": (
-            f"{_mrkdwn(notification.rule_name)}: {notification.count} match{plural} ({notification.notification_id})"
-        ),
-        "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": headline}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": samples or "_no sample_"}},
-            {
-                "type": "context",
-                "elements": [
-                    {
-                        "type": "mrkdwn",
-                        "text": (
-                            f"<{link}|Open {_mrkdwn(first.log_stream)} in CloudWatch Logs> · "
-                            f"{_iso(notification.first_timestamp)} to {_iso(notification.last_timestamp)} · "
-                            f"id `{notification.notification_id}`"
-                        ),
-                    }
-                ],
-            },
-        ],
-    }
+def plural(count: int, word: str, suffix: str = "s") -> str:
+    """`1 match`, `2 matches`: `plural(n, "match", "es")`."""
+    return f"{count} {word}{'' if count == 1 else suffix}"
 
 
-def render(notification: Notification, channel: Channel, *, region: str) -> dict[str, Any]:
-    """The exact body the channel receives: Slack blocks, the webhook JSON, or SNS publish arguments."""
-    if channel.type is ChannelType.SLACK:
-        return _slack(notification, region)
-    document = _document(notification)
-    if channel.type is ChannelType.WEBHOOK:
-        return document
-    return {
-        "Subject": _sns_subject(f"logfan: {notification.rule_name} matched {notification.count}"),
-        "Message": json.dumps(document, ensure_ascii=False),
-        "MessageAttributes": {
-            "customer_id": {"DataType": "String", "StringValue": notification.customer_id},
-            "rule_id": {"DataType": "String", "StringValue": notification.rule_id},
-            "notification_id": {"DataType": "String", "StringValue": notification.notification_id},
-        },
-    }
+def summary(notification: Notification) -> str:
+    """One plain line saying what the notification is (subjects, fallback texts, CLI output)."""
+    name = notification.rule_name
+    if notification.kind == "digest":
+        return (
+            f"{name}: digest of {plural(notification.count, 'match', 'es')} in {plural(notification.folded, 'alert')}"
+        )
+    if notification.kind == "test":
+        return f"logfan test notification for channel {notification.channel_id}"
+    if notification.kind == "quarantine":
+        return f"{name}: rule quarantined"
+    return f"{name}: {plural(notification.count, 'match', 'es')}"

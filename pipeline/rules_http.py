@@ -5,7 +5,7 @@ authorizer's context (`requestContext.authorizer.customer_id`), else the IAM pri
 verified (`requestContext.identity.userArn`), mapped to a customer in the config table. Every route
 is scoped to that customer, so one customer can neither read nor change another's rules: another
 customer's rule id simply does not exist for them. Channel URLs are secrets and are only ever
-returned masked.
+returned masked; a webhook's signing secret is returned once, by the write that generated it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.errors import ConflictError, NotFoundError, RejectedError
 from pipeline.models import IDENTIFIER_PATTERN, Channel, ChannelType, Rule
-from pipeline.rules_service import RulesService, mask_url, validated
+from pipeline.rules_service import ChannelWrite, RulesService, mask_url, secret_hint, validated
 
 __all__ = [
     "API_TITLE",
@@ -88,6 +88,14 @@ class ChannelBody(BaseModel):
     type: ChannelType
     url: str | None = Field(default=None, description="https URL of a public host (slack, webhook); never shown again")
     topic_arn: str | None = Field(default=None, description="SNS topic ARN (sns)")
+    bus: str | None = Field(default=None, description="EventBridge event bus name or ARN (eventbridge)")
+    detail_type: str | None = Field(default=None, description="EventBridge DetailType (default logfan.notification)")
+    secret: str | None = Field(
+        default=None,
+        description="Webhook signing secret (at least 16 characters); omit it to keep the current one, or to "
+        "have one generated and returned once in `new_secret`",
+    )
+    rotate_secret: bool = Field(default=False, description="Webhook: replace the signing secret with a new one")
 
 
 class ChannelView(BaseModel):
@@ -95,12 +103,39 @@ class ChannelView(BaseModel):
     type: ChannelType
     url: str | None = Field(default=None, description="Masked: scheme and host only")
     topic_arn: str | None = None
+    bus: str | None = None
+    detail_type: str | None = None
+    has_secret: bool = Field(default=False, description="Webhook: whether deliveries are signed")
+    secret_hint: str | None = Field(default=None, description="The signing secret's last four characters")
+    new_secret: str | None = Field(
+        default=None,
+        description="Only in the response of the write that generated it: the webhook signing secret. "
+        "Store it now; it is never shown again.",
+    )
+    failures: int = Field(default=0, description="Permanent delivery failures since the channel was last edited")
+    last_error: str | None = Field(default=None, description="Why the last delivery failed for good")
+    last_failed_at: int | None = Field(default=None, description="When it failed (epoch ms)")
 
     @classmethod
-    def of(cls, channel: Channel) -> ChannelView:
+    def of(cls, channel: Channel, *, new_secret: str | None = None) -> ChannelView:
         return cls(
-            channel_id=channel.channel_id, type=channel.type, url=mask_url(channel.url), topic_arn=channel.topic_arn
+            channel_id=channel.channel_id,
+            type=channel.type,
+            url=mask_url(channel.url),
+            topic_arn=channel.topic_arn,
+            bus=channel.bus,
+            detail_type=channel.detail_type,
+            has_secret=channel.has_secret,
+            secret_hint=secret_hint(channel.secret),
+            new_secret=new_secret,
+            failures=channel.failures or 0,
+            last_error=channel.last_error,
+            last_failed_at=channel.last_failed_at,
         )
+
+    @classmethod
+    def written(cls, write: ChannelWrite) -> ChannelView:
+        return cls.of(write.channel, new_secret=write.new_secret)
 
 
 class Problem(BaseModel):
@@ -197,9 +232,9 @@ def build_resolver(service: Callable[[], RulesService]) -> APIGatewayRestResolve
 
     @app.put("/channels/<channel_id>", summary="Add or replace a channel (vetted)", tags=["channels"])
     def put_channel(channel_id: ChannelId, body: ChannelBody) -> Response[ChannelView]:
-        channel = validated(Channel, {"channel_id": channel_id, **body.model_dump()})
-        created = service().put_channel(customer(), channel)
-        return _json(201 if created else 200, ChannelView.of(channel))
+        channel = validated(Channel, {"channel_id": channel_id, **body.model_dump(exclude={"rotate_secret"})})
+        write = service().put_channel(customer(), channel, rotate_secret=body.rotate_secret)
+        return _json(201 if write.created else 200, ChannelView.written(write))
 
     @app.delete(
         "/channels/<channel_id>",

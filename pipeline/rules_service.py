@@ -3,11 +3,16 @@
 One service behind both: every write is vetted (`pipeline.vetting`) before it reaches the store, a
 rule's edit is conditional on the version it was read at, and an edit lifts a quarantine. Rules files
 (`pipeline.rules_file`, the format `replay` reads) import and export through the same checks.
+
+Every webhook channel gets a signing secret: the caller's, the one it had (an edit keeps it unless
+asked to rotate it), or a new one, which the write returns once (`ChannelWrite.new_secret`,
+`ImportReport.secrets`) and nothing ever shows again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import secrets
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -16,17 +21,20 @@ from pydantic import BaseModel, ValidationError
 from pipeline.config import RulesSettings
 from pipeline.errors import ConflictError, NotFoundError, RejectedError
 from pipeline.matching import MatchLimits, RuleEngine
-from pipeline.models import Channel, Customer, LogEvent, Rule, StreamEvents
+from pipeline.models import Channel, ChannelType, Customer, LogEvent, Rule, StreamEvents
 from pipeline.rules_file import RulesFile
 from pipeline.vetting import VettingLimits, vet_channel, vet_customer, vet_rule, vet_rules
 
 __all__ = [
+    "ChannelWrite",
     "ImportReport",
     "RuleTestReport",
     "RuleTestResult",
     "RulesService",
     "RulesStore",
     "mask_url",
+    "new_signing_secret",
+    "secret_hint",
     "validated",
     "vetting_limits",
 ]
@@ -89,6 +97,16 @@ def mask_url(url: str | None) -> str | None:
     return f"{scheme}://{host}/***"
 
 
+def new_signing_secret() -> str:
+    """A webhook signing secret: 256 random bits, URL-safe, recognisable by its prefix."""
+    return "lfs_" + secrets.token_urlsafe(32)
+
+
+def secret_hint(secret: str | None) -> str | None:
+    """`…wxyz`: the last four characters, enough to tell secrets apart, never enough to use one."""
+    return None if not secret else f"…{secret[-4:]}"
+
+
 def _active(rule: Rule) -> Rule:
     """A rule as a customer writes it: an edit lifts any quarantine."""
     return rule.model_copy(update={"status": "active", "quarantine_reason": "", "quarantined_at": None})
@@ -104,6 +122,17 @@ class ImportReport:
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    secrets: dict[str, str] = field(default_factory=dict)
+    """`customer/channel` -> the signing secret this import generated (shown once)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelWrite:
+    channel: Channel
+    """As stored (with its secret: never show it, see `new_secret`)."""
+    created: bool
+    new_secret: str | None = None
+    """The signing secret this write generated: return it to the caller once, never again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +153,16 @@ class RuleTestReport:
 
 
 class RulesService:
-    def __init__(self, store: RulesStore, limits: VettingLimits | None = None) -> None:
+    def __init__(
+        self,
+        store: RulesStore,
+        limits: VettingLimits | None = None,
+        *,
+        new_secret: Callable[[], str] = new_signing_secret,
+    ) -> None:
         self._store = store
         self._limits = limits or VettingLimits()
+        self._new_secret = new_secret
 
     # -- customers ---------------------------------------------------------------------------
     def customer(self, customer_id: str) -> Customer:
@@ -206,13 +242,26 @@ class RulesService:
             raise NotFoundError(f"no channel {channel_id!r}")
         return found
 
-    def put_channel(self, customer_id: str, channel: Channel) -> bool:
-        """Add or replace a channel (vetted); True when it was new."""
+    def put_channel(self, customer_id: str, channel: Channel, *, rotate_secret: bool = False) -> ChannelWrite:
+        """Add or replace a channel (vetted). An edit clears its delivery-failure record; a webhook
+        keeps its secret unless given one or asked to rotate it, and gets a new one if it had none."""
         customer = self.customer(customer_id)
+        existing = next((c for c in customer.channels if c.channel_id == channel.channel_id), None)
+        channel, new_secret = self._with_secret(channel, existing, rotate=rotate_secret)
         vet_channel(channel, self._limits)
         kept = [c for c in customer.channels if c.channel_id != channel.channel_id]
         vet_customer(customer.model_copy(update={"channels": [*kept, channel]}), self._limits)
-        return self._store.put_channel(customer_id, channel)
+        created = self._store.put_channel(customer_id, channel)
+        return ChannelWrite(channel=channel, created=created, new_secret=new_secret)
+
+    def _with_secret(self, channel: Channel, existing: Channel | None, *, rotate: bool) -> tuple[Channel, str | None]:
+        """The channel with the secret it is stored with, and that secret if it was generated now."""
+        if channel.type is not ChannelType.WEBHOOK or channel.secret:
+            return channel, None
+        if existing is not None and existing.type is ChannelType.WEBHOOK and existing.secret and not rotate:
+            return channel.model_copy(update={"secret": existing.secret}), None
+        secret = self._new_secret()
+        return channel.model_copy(update={"secret": secret}), secret
 
     def remove_channel(self, customer_id: str, channel_id: str) -> None:
         users = [rule.rule_id for rule in self.list_rules(customer_id) if rule.channel == channel_id]
@@ -257,7 +306,19 @@ class RulesService:
             raise RejectedError("rules file refused:\n  " + "\n  ".join(problems), problems=problems)
         report = ImportReport()
         for customer in rules_file.customers:
-            self._store.put_customer(customer)
+            stored_customer = self._store.get_customer(customer.customer_id)
+            previous = {c.channel_id: c for c in (stored_customer.channels if stored_customer else [])}
+            channels = []
+            for channel in customer.channels:
+                before = previous.get(channel.channel_id)
+                if before is not None and before.model_dump() == channel.model_dump() and not channel.secret:
+                    channels.append(before)  # unchanged: keeps its secret and its delivery record
+                    continue
+                kept, secret = self._with_secret(channel, before, rotate=False)
+                channels.append(kept)
+                if secret is not None:
+                    report.secrets[f"{customer.customer_id}/{channel.channel_id}"] = secret
+            self._store.put_customer(customer.model_copy(update={"channels": channels}))
             report.customers.append(customer.customer_id)
         for rule in rules_file.rules:
             label = f"{rule.customer_id}/{rule.rule_id}"

@@ -9,9 +9,11 @@ the input that showed it, e.g. `^(.*?,){11}P` on a line of commas. The run-time 
 `pipeline.matching` still apply to whatever slips through.
 
 Channel targets must be https URLs of public hosts; loopback, link-local (169.254.169.254), private
-and other non-global addresses and obviously internal names are refused (no DNS lookups: literal
-addresses and names only). A URL is a secret (Slack webhooks carry their token in the path), so no
-message here ever contains it.
+and other non-global addresses and obviously internal names are refused. Registration checks the URL
+as written (no DNS lookups); delivery checks it again right before connecting, together with every
+address the host resolves to then (`channel_url_problem(..., addresses=...)`), and connects only to
+those. A URL is a secret (Slack webhooks carry their token in the path), so no message here ever
+contains it.
 """
 
 from __future__ import annotations
@@ -217,8 +219,23 @@ def _is_loopback_host(host: str) -> bool:
     return host in _LOOPBACK_NAMES or host.endswith(".localhost")
 
 
-def channel_url_problem(url: str, *, allow_loopback: bool) -> str | None:
-    """Why a webhook URL may not be used, without repeating any of it; None when it may."""
+def _address_problem(address: ipaddress.IPv4Address | ipaddress.IPv6Address, *, allow_loopback: bool) -> str | None:
+    mapped = getattr(address, "ipv4_mapped", None)
+    if mapped is not None:
+        address = mapped
+    if allow_loopback and address.is_loopback:
+        return None
+    if not address.is_global or address.is_multicast:
+        return "is not a public address (loopback, link-local, private or reserved)"
+    return None
+
+
+def channel_url_problem(url: str, *, allow_loopback: bool, addresses: Sequence[str] | None = None) -> str | None:
+    """Why a webhook URL may not be used, without repeating any of it; None when it may.
+
+    `addresses`: what the host resolves to right now (delivery passes them); every one must be
+    public, so a name that resolves to 169.254.169.254 or 10.0.0.1 is refused like the literal.
+    """
     try:
         parts = urlsplit(url)
         host = (parts.hostname or "").rstrip(".").lower()
@@ -228,32 +245,62 @@ def channel_url_problem(url: str, *, allow_loopback: bool) -> str | None:
     if not host:
         return "url has no host"
     if allow_loopback and _is_loopback_host(host):
-        return None if parts.scheme in ("http", "https") else "url must be an http(s) URL"
-    if parts.scheme != "https":
+        problem = None if parts.scheme in ("http", "https") else "url must be an http(s) URL"
+    elif parts.scheme != "https":
         return "url must use https"
+    else:
+        problem = _host_problem(host)
+    if problem is not None or addresses is None:
+        return problem
+    if not addresses:
+        return "url host resolves to no address"
+    for text in addresses:
+        try:
+            resolved = ipaddress.ip_address(text.split("%", 1)[0])
+        except ValueError:
+            return "url host resolves to an unreadable address"
+        why = _address_problem(resolved, allow_loopback=allow_loopback)
+        if why is not None:
+            return f"url host resolves to an address that {why}"
+    return None
+
+
+def _host_problem(host: str) -> str | None:
     address = _address(host)
     if address is not None:
-        mapped = getattr(address, "ipv4_mapped", None)
-        if mapped is not None:
-            address = mapped
-        if not address.is_global or address.is_multicast:
-            return "url host is not a public address (loopback, link-local, private or reserved)"
-        return None
+        why = _address_problem(address, allow_loopback=False)
+        return None if why is None else "url host is not a public address (loopback, link-local, private or reserved)"
     if host in _INTERNAL_NAMES or host.endswith(_INTERNAL_SUFFIXES) or "." not in host:
         return "url host is not a public host name"
     return None
 
 
+_SNS_TOPIC_ARN = r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?"
+_EVENT_BUS_NAME = r"[/\.\-_A-Za-z0-9]{1,256}"
+_EVENT_BUS_ARN = r"arn:aws[a-z-]*:events:[a-z0-9-]+:\d{12}:event-bus/[/\.\-_A-Za-z0-9]{1,256}"
+_DETAIL_TYPE = r"[\x20-\x7e]{1,128}"
+
+
 def vet_channel(channel: Channel, limits: VettingLimits) -> None:
-    """Raise `RejectedError` when the channel's target is not a public https endpoint (or SNS topic)."""
+    """Raise `RejectedError` when the channel's target is not a public https endpoint, an SNS topic
+    or an EventBridge bus."""
+    problems: list[str] = []
     if channel.type in (ChannelType.SLACK, ChannelType.WEBHOOK):
         problem = channel_url_problem(channel.url or "", allow_loopback=limits.allow_loopback_channels)
         if problem is not None:
-            raise _reject([f"channel {channel.channel_id!r}: {problem}"])
-    elif channel.type is ChannelType.SNS and not regex.fullmatch(
-        r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?", channel.topic_arn or ""
-    ):
-        raise _reject([f"channel {channel.channel_id!r}: topic_arn is not an SNS topic ARN"])
+            problems.append(problem)
+    elif channel.type is ChannelType.SNS and not regex.fullmatch(_SNS_TOPIC_ARN, channel.topic_arn or ""):
+        problems.append("topic_arn is not an SNS topic ARN")
+    elif channel.type is ChannelType.EVENTBRIDGE:
+        bus = channel.bus or ""
+        if not (regex.fullmatch(_EVENT_BUS_ARN, bus) or (regex.fullmatch(_EVENT_BUS_NAME, bus) and ":" not in bus)):
+            problems.append("bus is not an EventBridge event bus name or ARN")
+        if channel.detail_type is not None and not regex.fullmatch(_DETAIL_TYPE, channel.detail_type):
+            problems.append("detail_type must be 1 to 128 printable ASCII characters")
+    if channel.secret is not None and (len(channel.secret) < 16 or any(c.isspace() for c in channel.secret)):
+        problems.append("secret must be at least 16 characters without whitespace")
+    if problems:
+        raise _reject([f"channel {channel.channel_id!r}: {problem}" for problem in problems])
 
 
 def vet_customer(customer: Customer, limits: VettingLimits) -> None:

@@ -1,6 +1,7 @@
 """Customers, their AWS accounts, channels and rules in DynamoDB (the `ConfigStore` port).
 
-pk = CUSTOMER#<id>,     sk = #PROFILE     name, accounts, channels (`revision` guards channel edits)
+pk = CUSTOMER#<id>,     sk = #PROFILE     name, accounts, channels (`revision` guards channel edits;
+                                          a channel also holds its secret and delivery health)
 pk = CUSTOMER#<id>,     sk = RULE#<rule>  one rule (`version` guards edits, `status` its quarantine)
 pk = ACCOUNT#<id>,      sk = #OWNER       which customer owns an AWS account (read by the fan-out)
 pk = PRINCIPAL#<arn>,   sk = #CUSTOMER    which customer an IAM principal calls the rules API as
@@ -43,8 +44,8 @@ IAM_ACTIONS = frozenset(
         "dynamodb:Query",  # load_customer, list_rules
         "dynamodb:PutItem",  # put_rule, create_rule, put_principal; each Put inside put_customer's transaction
         "dynamodb:DeleteItem",  # delete_rule; each Delete inside put_customer's transaction
-        "dynamodb:GetItem",  # get_customer, get_rule, customer_for_principal
-        "dynamodb:UpdateItem",  # update_rule, quarantine_rule, put_channel, delete_channel
+        "dynamodb:GetItem",  # get_customer, get_rule, customer_for_principal, record_delivery_failure
+        "dynamodb:UpdateItem",  # update_rule, quarantine_rule, put_channel, delete_channel, record_delivery_failure
         "dynamodb:Scan",  # list_customers (operators only)
     }
 )
@@ -57,6 +58,10 @@ RULE_PREFIX = "RULE#"
 _STORAGE_ATTRIBUTES = ("pk", "sk", "updated_at", "revision")
 """Profile attributes that are storage, not part of the `Customer` model."""
 UNPROCESSED_ATTEMPTS = 8
+CHANNEL_STORED_ONLY = ("secret", "last_error", "last_failed_at", "failures")
+"""Channel fields every `model_dump` leaves out (a secret, the store's health record): written here only."""
+DELIVERY_ERROR_MAX_CHARS = 500
+HEALTH_ATTEMPTS = 3
 
 
 def _customer_pk(customer_id: str) -> str:
@@ -81,6 +86,31 @@ def _profile_key(customer_id: str) -> dict[str, Any]:
 
 def _customer_of(document: dict[str, Any]) -> Customer:
     return Customer.model_validate({k: v for k, v in document.items() if k not in _STORAGE_ATTRIBUTES})
+
+
+def _channel_document(channel: Channel) -> dict[str, Any]:
+    """A channel as stored: what it dumps, plus its secret and delivery health."""
+    document = channel.model_dump(mode="json", exclude_none=True)
+    for name in CHANNEL_STORED_ONLY:
+        value = getattr(channel, name)
+        if value is not None:
+            document[name] = value
+    return document
+
+
+def _customer_document(customer: Customer) -> dict[str, Any]:
+    return {
+        **customer.model_dump(mode="json", exclude_none=True, exclude={"channels"}),
+        "channels": [_channel_document(channel) for channel in customer.channels],
+    }
+
+
+def _scrubbed(error: str, channel: Channel) -> str:
+    """The error as recorded: short, and without the channel's URL or secret should a caller slip."""
+    for secret in (channel.url, channel.secret):
+        if secret:
+            error = error.replace(secret, "***")
+    return error[:DELIVERY_ERROR_MAX_CHARS]
 
 
 def _rule_of(document: dict[str, Any]) -> Rule:
@@ -169,7 +199,7 @@ class DynamoDBConfigStore:
                             "pk": _customer_pk(customer.customer_id),
                             "sk": PROFILE_SK,
                             "updated_at": int(self._clock()),
-                            **customer.model_dump(mode="json", exclude_none=True),
+                            **_customer_document(customer),
                         }
                     ),
                 }
@@ -407,6 +437,50 @@ class DynamoDBConfigStore:
         self._write_channels(customer_id, kept, revision)
         return True
 
+    def record_delivery_failure(self, customer_id: str, channel_id: str, *, error: str, at_ms: int) -> None:
+        """Note a permanent delivery failure on the channel: `last_error`, `last_failed_at`, `failures`+1.
+
+        Updates the one channel in place, conditional on it still being at that position of the
+        list; the profile's `revision` is left alone, so a customer's concurrent edit never fails
+        because of it (an edit clears the record anyway). A channel gone meanwhile is left alone.
+        """
+        for _ in range(HEALTH_ATTEMPTS):
+            document = self._get(_profile_key(customer_id), "get customer")
+            if document is None:
+                return
+            channels = _customer_of(document).channels
+            index = next((i for i, c in enumerate(channels) if c.channel_id == channel_id), None)
+            if index is None:
+                return
+            applied = self._record_failure_at(customer_id, index, channels[index], error=error, at_ms=at_ms)
+            if applied:
+                return
+        raise ConflictError(f"customer {customer_id}: channels kept changing while recording a delivery failure")
+
+    def _record_failure_at(self, customer_id: str, index: int, channel: Channel, *, error: str, at_ms: int) -> bool:
+        path = f"channels[{index}]"
+        return conditional_write(
+            "record delivery failure",
+            lambda: self._client.update_item(
+                TableName=self._table,
+                Key=_profile_key(customer_id),
+                UpdateExpression=(
+                    f"SET {path}.last_error = :error, {path}.last_failed_at = :at, "
+                    f"{path}.failures = if_not_exists({path}.failures, :zero) + :one"
+                ),
+                ConditionExpression=f"{path}.channel_id = :channel",
+                ExpressionAttributeValues=to_item(
+                    {
+                        ":error": _scrubbed(error, channel),
+                        ":at": at_ms,
+                        ":zero": 0,
+                        ":one": 1,
+                        ":channel": channel.channel_id,
+                    }
+                ),
+            ),
+        )
+
     def _channels_for_edit(self, customer_id: str) -> tuple[list[Channel], int]:
         document = self._get(_profile_key(customer_id), "get customer")
         if document is None:
@@ -426,7 +500,7 @@ class DynamoDBConfigStore:
                 + ("attribute_not_exists(revision)" if revision == 0 else "revision = :seen"),
                 ExpressionAttributeValues=to_item(
                     {
-                        ":channels": [c.model_dump(mode="json", exclude_none=True) for c in ordered],
+                        ":channels": [_channel_document(c) for c in ordered],
                         ":next": revision + 1,
                         ":now": int(self._clock()),
                         **({":seen": revision} if revision else {}),

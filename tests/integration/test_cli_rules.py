@@ -243,3 +243,47 @@ def test_local_up_then_rules_against_it_then_local_down(tmp_path: Path) -> None:
     assert not (tmp_path / "moto.json").exists()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_channels_show_signing_and_delivery_health_and_an_edit_clears_it(
+    endpoint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.adapters.dynamodb_config import config_store
+
+    # Given a customer with a Slack channel and a webhook, whose generated secret is printed once
+    _acme(capsys)
+    added = _run(
+        capsys,
+        "channels",
+        "add",
+        "--customer",
+        "acme",
+        "hook",
+        "--type",
+        "webhook",
+        "--url",
+        "https://a.example/s3cr3t",
+    )
+    secret = added[1].split("store it now): ")[1].strip()
+    config_store(os.environ["LOGFAN_CONFIG_TABLE"], region="us-east-1").record_delivery_failure(
+        "acme", "hook", error="webhook channel hook answered HTTP 410", at_ms=77
+    )
+
+    # When the channels are listed, the webhook edited, and listed again
+    before = _run(capsys, "channels", "list", "--customer", "acme")
+    edited = _run(
+        capsys, "channels", "add", "--customer", "acme", "hook", "--type", "webhook", "--url", "https://a.example/new"
+    )
+    after = _run(capsys, "channels", "list", "--customer", "acme")
+
+    # Then the list shows the secret's end only and the failure, until the edit (which keeps the secret)
+    assert added[0] == 0 and secret.startswith("lfs_")
+    hook_line = next(line for line in before[1].splitlines() if line.startswith("hook"))
+    assert f"…{secret[-4:]}" in hook_line
+    assert "1 failure(s), last at 77 ms: webhook channel hook answered HTTP 410" in hook_line
+    assert before[1].splitlines()[-1] == "2 channel(s), 1 failing"
+    assert edited[1] == "channel acme/hook replaced\n"
+    assert after[1].splitlines()[-1] == "2 channel(s), 0 failing"
+    assert f"…{secret[-4:]}" in after[1]
+    assert secret not in before[1] + after[1]
+    assert "s3cr3t" not in before[1] + after[1]

@@ -150,3 +150,118 @@ def test_a_customer_claiming_more_accounts_than_one_transaction_holds_is_refused
         store.put_customer(f.customer("acme", _accounts(1, 100)))
 
     assert store.load_customer("acme") is None
+
+
+# -- channel secrets and delivery health --------------------------------------------------------
+
+HOOK_SECRET = "lfs_stored-secret-0123456789"
+
+
+def _hooked(store: DynamoDBConfigStore) -> None:
+    store.put_customer(
+        Customer(
+            customer_id="acme",
+            accounts=["111122223333"],
+            channels=[
+                Channel(channel_id="a-slack", type=ChannelType.SLACK, url="https://hooks.slack.com/services/T/B/X"),
+                Channel(
+                    channel_id="hook", type=ChannelType.WEBHOOK, url="https://alerts.acme.example/x", secret=HOOK_SECRET
+                ),
+            ],
+        )
+    )
+
+
+def test_a_webhook_secret_is_stored_and_read_back_but_never_dumped(aws: LocalAws) -> None:
+    store = _store(aws.dynamodb)
+
+    _hooked(store)
+    channel = store.get_channel("acme", "hook")
+
+    assert channel is not None and channel.secret == HOOK_SECRET
+    assert "secret" not in channel.model_dump()
+    assert HOOK_SECRET not in repr(channel)
+    loaded = store.load_customer("acme")
+    assert loaded is not None and loaded.channel("hook") == channel
+
+
+def test_a_permanent_delivery_failure_is_recorded_on_the_channel_and_counted(aws: LocalAws) -> None:
+    # Given a customer with two channels
+    store = _store(aws.dynamodb)
+    _hooked(store)
+
+    # When deliveries to one of them fail for good twice
+    store.record_delivery_failure("acme", "hook", error="webhook channel hook answered HTTP 410", at_ms=1_000)
+    store.record_delivery_failure("acme", "hook", error="webhook channel hook answered HTTP 404", at_ms=2_000)
+
+    # Then that channel holds the last error, when, and how many; the other is untouched
+    hook, slack = store.get_channel("acme", "hook"), store.get_channel("acme", "a-slack")
+    assert hook is not None and slack is not None
+    assert (hook.failures, hook.last_failed_at, hook.last_error) == (2, 2_000, "webhook channel hook answered HTTP 404")
+    assert hook.secret == HOOK_SECRET
+    assert (slack.failures, slack.last_error) == (None, None)
+
+
+def test_an_edit_of_the_channel_clears_its_failures_and_other_writes_keep_them(aws: LocalAws) -> None:
+    store = _store(aws.dynamodb)
+    _hooked(store)
+    store.record_delivery_failure("acme", "hook", error="HTTP 410", at_ms=1_000)
+    store.record_delivery_failure("acme", "a-slack", error="HTTP 404", at_ms=1_000)
+
+    # When the webhook is edited, and the profile rewritten with what it holds
+    store.put_channel("acme", Channel(channel_id="hook", type=ChannelType.WEBHOOK, url="https://alerts.acme.example/y"))
+    customer = store.get_customer("acme")
+    assert customer is not None
+    store.put_customer(customer.model_copy(update={"name": "Acme"}))
+
+    # Then the edited channel's record is gone, the other's kept
+    hook, slack = store.get_channel("acme", "hook"), store.get_channel("acme", "a-slack")
+    assert hook is not None and slack is not None
+    assert (hook.failures, hook.last_error, hook.last_failed_at) == (None, None, None)
+    assert (slack.failures, slack.last_error) == (1, "HTTP 404")
+
+
+def test_a_recorded_error_never_keeps_the_channel_url_or_secret(aws: LocalAws) -> None:
+    store = _store(aws.dynamodb)
+    _hooked(store)
+
+    store.record_delivery_failure(
+        "acme", "hook", error=f"POST https://alerts.acme.example/x failed, key {HOOK_SECRET}", at_ms=1
+    )
+
+    hook = store.get_channel("acme", "hook")
+    assert hook is not None and hook.last_error == "POST *** failed, key ***"
+
+
+def test_a_failure_for_a_channel_or_customer_that_is_gone_is_ignored(aws: LocalAws) -> None:
+    store = _store(aws.dynamodb)
+    _hooked(store)
+
+    store.record_delivery_failure("acme", "gone", error="x", at_ms=1)
+    store.record_delivery_failure("nobody", "hook", error="x", at_ms=1)
+
+    assert all(c.failures is None for c in store.list_channels("acme"))
+
+
+def test_a_failure_recorded_while_the_channels_move_lands_on_the_right_channel(aws: LocalAws) -> None:
+    # Given a customer whose channel list changes (a channel added before "hook") just as a failure is recorded
+    store = _store(aws.dynamodb)
+    _hooked(store)
+    moved = [False]
+
+    def concurrent_edit(call: Any, kwargs: dict[str, Any]) -> Any:
+        if not moved[0] and "last_error" in kwargs["UpdateExpression"]:
+            moved[0] = True
+            store.put_channel("acme", Channel(channel_id="a-bus", type=ChannelType.EVENTBRIDGE, bus="default"))
+        return call(**kwargs)
+
+    proxy = ClientProxy(aws.dynamodb, update_item=concurrent_edit)
+
+    # When the failure is recorded through that client
+    _store(proxy).record_delivery_failure("acme", "hook", error="HTTP 410", at_ms=9)
+
+    # Then the first, stale attempt changed nothing and the second found the channel where it moved
+    channels = {c.channel_id: c for c in store.list_channels("acme")}
+    assert [c.failures for c in channels.values()] == [None, None, 1]
+    assert channels["hook"].last_error == "HTTP 410"
+    assert len([r for r in proxy.requests("update_item") if "last_error" in r["UpdateExpression"]]) == 2

@@ -165,11 +165,93 @@ def test_channel_urls_are_masked_and_never_echoed_in_errors(api: Api) -> None:
 
     assert listed == (
         200,
-        [{"channel_id": "ops", "type": "slack", "url": "https://hooks.slack.com/***", "topic_arn": None}],
+        [
+            {
+                "channel_id": "ops",
+                "type": "slack",
+                "url": "https://hooks.slack.com/***",
+                "topic_arn": None,
+                "bus": None,
+                "detail_type": None,
+                "has_secret": False,
+                "secret_hint": None,
+                "new_secret": None,
+                "failures": 0,
+                "last_error": None,
+                "last_failed_at": None,
+            }
+        ],
     )
     assert refused[0] == 422 and "not a public address" in refused[1]["problems"][0]
     assert malformed[0] == 422
     assert "s3cr3t" not in json.dumps([listed, refused, malformed])
+
+
+def test_a_webhook_secret_is_returned_once_then_only_hinted(api: Api) -> None:
+    # When acme adds a webhook without a secret, reads it, then edits its URL
+    created = api(
+        "PUT", "/channels/hook", {"type": "webhook", "url": "https://alerts.acme.example/s3cr3t"}, customer="acme"
+    )
+    read = api("GET", "/channels/hook", customer="acme")
+    edited = api(
+        "PUT", "/channels/hook", {"type": "webhook", "url": "https://alerts.acme.example/new"}, customer="acme"
+    )
+    listed = api("GET", "/channels", customer="acme")
+
+    # Then only the creating response carries the secret; later views say there is one, and its end
+    secret = created[1]["new_secret"]
+    assert created[0] == 201 and secret.startswith("lfs_") and len(secret) >= 32
+    assert (read[1]["has_secret"], read[1]["secret_hint"], read[1]["new_secret"]) == (True, f"…{secret[-4:]}", None)
+    assert edited[0] == 200 and edited[1]["new_secret"] is None and edited[1]["secret_hint"] == f"…{secret[-4:]}"
+    assert secret not in json.dumps([read, edited, listed])
+
+
+def test_a_customer_chosen_secret_is_never_echoed_and_a_short_one_is_refused(api: Api) -> None:
+    chosen = "acme-chosen-secret-0001"
+    body = {"type": "webhook", "url": "https://alerts.acme.example/x"}
+
+    created = api("PUT", "/channels/hook", {**body, "secret": chosen}, customer="acme")
+    short = api("PUT", "/channels/other", {**body, "secret": "short"}, customer="acme")
+
+    assert created[0] == 201 and created[1]["new_secret"] is None and created[1]["has_secret"] is True
+    assert short[0] == 422
+    assert chosen not in json.dumps(created) and "short" not in json.dumps(short[1]["problems"])
+
+
+def test_delivery_failures_show_on_the_channel_until_it_is_edited(aws: LocalAws, api: Api) -> None:
+    # Given a permanent delivery failure recorded on acme's channel
+    DynamoDBConfigStore(aws.dynamodb, "logfan-config").record_delivery_failure(
+        "acme", "ops", error="slack channel ops answered HTTP 404", at_ms=1_800_000_000_000
+    )
+
+    # When acme looks at it, then fixes the URL
+    shown = api("GET", "/channels/ops", customer="acme")[1]
+    edited = api(
+        "PUT", "/channels/ops", {"type": "slack", "url": "https://hooks.slack.com/services/T/B/new"}, customer="acme"
+    )
+    after = api("GET", "/channels/ops", customer="acme")[1]
+
+    # Then the failure was shown, and the edit cleared it
+    assert (shown["failures"], shown["last_error"], shown["last_failed_at"]) == (
+        1,
+        "slack channel ops answered HTTP 404",
+        1_800_000_000_000,
+    )
+    assert edited[0] == 200
+    assert (after["failures"], after["last_error"], after["last_failed_at"]) == (0, None, None)
+
+
+def test_an_eventbridge_channel_through_the_api(api: Api) -> None:
+    bus = "arn:aws:events:us-east-1:111122223333:event-bus/acme-alerts"
+
+    created = api(
+        "PUT", "/channels/bus", {"type": "eventbridge", "bus": bus, "detail_type": "acme.alert"}, customer="acme"
+    )
+    refused = api("PUT", "/channels/bad", {"type": "eventbridge", "bus": "not a bus"}, customer="acme")
+
+    assert created[0] == 201
+    assert (created[1]["bus"], created[1]["detail_type"], created[1]["has_secret"]) == (bus, "acme.alert", False)
+    assert refused[0] == 422
 
 
 def test_the_checked_in_openapi_document_is_current() -> None:

@@ -238,3 +238,77 @@ def test_trying_rules_reports_timeouts_of_a_slow_rule(aws: LocalAws, service: Ru
     (result,) = report.results
     assert result.timeouts == 1
     assert result.matched_lines == ()
+
+
+# -- webhook signing secrets -------------------------------------------------------------------
+
+HOOK = "https://alerts.acme.example/logfan"
+
+
+def _secrets(*values: str) -> Any:
+    queue = list(values)
+    return lambda: queue.pop(0)
+
+
+def _hook(secret: str | None = None) -> Channel:
+    return Channel(channel_id="hook", type=ChannelType.WEBHOOK, url=HOOK, secret=secret)
+
+
+def test_a_new_webhook_gets_a_generated_secret_returned_once(aws: LocalAws) -> None:
+    # Given a service that generates known secrets
+    service = RulesService(_store(aws), VettingLimits(), new_secret=_secrets("lfs_first-secret-0123456789"))
+    service.add_customer("acme")
+
+    # When a webhook is added without a secret
+    write = service.put_channel("acme", _hook())
+
+    # Then the write returns the generated secret, the store keeps it, and reading never shows it again
+    assert (write.created, write.new_secret) == (True, "lfs_first-secret-0123456789")
+    stored = service.get_channel("acme", "hook")
+    assert stored.secret == "lfs_first-secret-0123456789"
+    assert "lfs_first" not in str(service.export_file(["acme"]).model_dump())
+
+
+def test_an_edit_keeps_the_secret_unless_rotated_and_a_given_one_is_used(aws: LocalAws) -> None:
+    service = RulesService(
+        _store(aws), VettingLimits(), new_secret=_secrets("lfs_first-secret-0123456789", "lfs_second-secret-012345678")
+    )
+    service.add_customer("acme")
+    service.put_channel("acme", _hook())
+
+    kept = service.put_channel("acme", _hook())
+    rotated = service.put_channel("acme", _hook(), rotate_secret=True)
+    given = service.put_channel("acme", _hook("customer-chosen-secret-1"))
+
+    assert (kept.created, kept.new_secret, kept.channel.secret) == (False, None, "lfs_first-secret-0123456789")
+    assert rotated.new_secret == rotated.channel.secret == "lfs_second-secret-012345678"
+    assert (given.new_secret, service.get_channel("acme", "hook").secret) == (None, "customer-chosen-secret-1")
+
+
+def test_slack_sns_and_eventbridge_channels_have_no_secret(service: RulesService) -> None:
+    write = service.put_channel("acme", Channel(channel_id="bus", type=ChannelType.EVENTBRIDGE, bus="acme-alerts"))
+
+    assert (write.new_secret, write.channel.secret) == (None, None)
+    with pytest.raises(ValueError, match="only webhook channels have a signing secret"):
+        Channel(channel_id="ops", type=ChannelType.SLACK, url=SLACK, secret="lfs_not-for-slack-0123")
+
+
+def test_an_import_generates_secrets_once_and_keeps_them_and_the_delivery_record(aws: LocalAws) -> None:
+    # Given a rules file with a webhook without a secret
+    store = _store(aws)
+    service = RulesService(store, VettingLimits(), new_secret=_secrets("lfs_imported-secret-0123456", "lfs_x" * 4))
+    document: dict[str, Any] = {
+        "customers": [{"customer_id": "acme", "channels": [{"channel_id": "hook", "type": "webhook", "url": HOOK}]}],
+        "rules": [],
+    }
+
+    # When it is imported, a delivery fails, and it is imported again unchanged
+    first = service.import_file(parse_rules_document(document))
+    store.record_delivery_failure("acme", "hook", error="HTTP 410", at_ms=5)
+    second = service.import_file(parse_rules_document(document))
+
+    # Then the first import reported the generated secret, the second kept it and the record
+    assert first.secrets == {"acme/hook": "lfs_imported-secret-0123456"}
+    assert second.secrets == {}
+    hook = service.get_channel("acme", "hook")
+    assert (hook.secret, hook.failures) == ("lfs_imported-secret-0123456", 1)

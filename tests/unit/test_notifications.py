@@ -1,4 +1,5 @@
-"""Notifications: their identity, their summary, and the exact bodies each channel type receives."""
+"""Notifications: their identity, their summary, and the exact bodies each channel type receives
+(the pure rendering of `pipeline.adapters.channels.*`)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,20 @@ import json
 import unicodedata
 from typing import Any
 
+from pipeline.adapters.channels.eventbridge import render_event
+from pipeline.adapters.channels.slack import render_slack
+from pipeline.adapters.channels.sns import render_sns
 from pipeline.models import Channel, ChannelType, Match, Notification, Rule
 from pipeline.notifications import (
     SAMPLE_MESSAGE_MAX_CHARS,
     WEBHOOK_SCHEMA,
     build_notification,
+    build_test_notification,
     console_url,
     group_by_rule,
+    notification_document,
     notification_id_for,
-    render,
+    notification_id_for_test,
 )
 from tests import factories as f
 
@@ -22,6 +28,7 @@ REGION = "eu-west-1"
 SLACK = Channel(channel_id="ops-slack", type=ChannelType.SLACK, url="https://hooks.slack.com/services/T/B/X")
 WEBHOOK = Channel(channel_id="hook", type=ChannelType.WEBHOOK, url="https://alerts.example.com/logfan")
 SNS = Channel(channel_id="topic", type=ChannelType.SNS, topic_arn="arn:aws:sns:eu-west-1:111122223333:alerts")
+BUS = Channel(channel_id="bus", type=ChannelType.EVENTBRIDGE, bus="acme-alerts")
 RULE = f.rule("acme", "declines", "declined", name="Card declines", channel="ops-slack")
 
 
@@ -156,7 +163,7 @@ def test_slack_body_has_text_blocks_the_id_and_a_console_link() -> None:
     )
 
     # When rendered for Slack
-    body = render(notification, SLACK, region=REGION)
+    body = render_slack(notification, REGION)
 
     # Then it has a fallback text and blocks, both naming the notification id
     assert body["text"] == f"Card declines: 2 matches ({notification.notification_id})"
@@ -175,7 +182,7 @@ def test_slack_body_has_text_blocks_the_id_and_a_console_link() -> None:
 
 
 def test_slack_body_says_one_match_in_the_singular() -> None:
-    body = render(_notification([f.log_match()]), SLACK, region=REGION)
+    body = render_slack(_notification([f.log_match()]), REGION)
 
     assert ": 1 match (" in body["text"]
     assert any("matched 1 log line " in t for t in _mrkdwn_texts(body))
@@ -189,7 +196,7 @@ def test_slack_body_escapes_log_content_so_it_cannot_mention_or_link() -> None:
     )
 
     # When rendered for Slack
-    texts = _mrkdwn_texts(render(notification, SLACK, region=REGION))
+    texts = _mrkdwn_texts(render_slack(notification, REGION))
 
     # Then they arrive as plain text, escaped as Slack requires
     joined = "\n".join(texts)
@@ -207,7 +214,7 @@ def test_webhook_body_is_the_documented_json_document() -> None:
     notification = _notification([second, first], channel=WEBHOOK)
 
     # When rendered for a webhook
-    body = render(notification, WEBHOOK, region=REGION)
+    body = notification_document(notification)
 
     # Then it carries the schema, the id, the count and the samples, and is plain JSON
     assert json.loads(json.dumps(body)) == body
@@ -220,6 +227,7 @@ def test_webhook_body_is_the_documented_json_document() -> None:
         2,
     )
     assert (body["batch_id"], body["subtask_id"]) == ("b-1", "acme#0000")
+    assert (body["kind"], body["folded"], body["channel_id"], body["detail"]) == ("alert", 0, "hook", "")
     assert body["first_seen"] == "2025-11-29T01:33:20.000+00:00"
     assert body["last_seen"] == "2025-11-29T01:33:20.500+00:00"
     assert body["samples"] == [
@@ -241,7 +249,7 @@ def test_sns_arguments_carry_a_short_subject_the_json_and_attributes() -> None:
     notification = _notification([f.log_match(), f.log_match()], rule=rule, channel=SNS)
 
     # When rendered for SNS
-    body = render(notification, SNS, region=REGION)
+    body = render_sns(notification)
 
     # Then the subject fits, the message is the webhook document, and the attributes identify it
     assert body["Subject"].startswith("logfan: Card declines")
@@ -254,6 +262,7 @@ def test_sns_arguments_carry_a_short_subject_the_json_and_attributes() -> None:
         "customer_id": {"DataType": "String", "StringValue": "acme"},
         "rule_id": {"DataType": "String", "StringValue": "declines"},
         "notification_id": {"DataType": "String", "StringValue": notification.notification_id},
+        "kind": {"DataType": "String", "StringValue": "alert"},
     }
 
 
@@ -262,7 +271,7 @@ def test_sns_subject_has_no_line_breaks_or_control_characters() -> None:
     rule = f.rule("acme", "r", "x", name="Card\tdeclines\n")
 
     # When rendered for SNS
-    subject = render(_notification([f.log_match()], rule=rule, channel=SNS), SNS, region=REGION)["Subject"]
+    subject = render_sns(_notification([f.log_match()], rule=rule, channel=SNS))["Subject"]
 
     # Then SNS will accept the subject
     assert not any(unicodedata.category(c) == "Cc" for c in subject)
@@ -270,8 +279,113 @@ def test_sns_subject_has_no_line_breaks_or_control_characters() -> None:
 
 
 def test_sns_message_keeps_non_ascii_as_utf8() -> None:
-    body = render(
-        _notification([f.log_match("Zahlung für Überweisung fehlgeschlagen")], channel=SNS), SNS, region=REGION
-    )
+    body = render_sns(_notification([f.log_match("Zahlung für Überweisung fehlgeschlagen")], channel=SNS))
 
     assert "für Überweisung" in body["Message"]
+
+
+# -- digests, tests and quarantine notices ----------------------------------------------------
+
+
+def _digest() -> Notification:
+    alert = _notification(
+        [
+            f.log_match("ERROR card declined", timestamp=1_764_380_000_000),
+            f.log_match("ERROR card declined again", timestamp=1_764_380_100_000),
+        ]
+    )
+    return alert.model_copy(
+        update={
+            "notification_id": "d-1",
+            "kind": "digest",
+            "count": 42,
+            "folded": 7,
+            "last_timestamp": 1_764_383_600_000,
+        }
+    )
+
+
+def test_a_digest_reads_as_a_digest_on_slack() -> None:
+    body = render_slack(_digest(), REGION)
+
+    texts = _mrkdwn_texts(body)
+    assert body["text"] == "Card declines: digest of 42 matches in 7 alerts (d-1)"
+    assert any(
+        "digest: 42 matching log lines in 7 alerts for `acme`" in t
+        and "between 2025-11-29T01:33:20.000+00:00 and 2025-11-29T02:33:20.000+00:00" in t
+        and "held back by the rule's digest window or the channel's rate limit" in t
+        for t in texts
+    )
+    assert any("> ERROR card declined\n> ERROR card declined again" in t for t in texts)
+
+
+def test_a_digest_document_and_sns_message_say_kind_and_folded() -> None:
+    digest = _digest()
+
+    document = notification_document(digest)
+    sns = render_sns(digest)
+
+    assert (document["kind"], document["count"], document["folded"]) == ("digest", 42, 7)
+    assert sns["Subject"] == "logfan: Card declines: digest of 42 matches in 7 alerts"
+    assert sns["MessageAttributes"]["kind"] == {"DataType": "String", "StringValue": "digest"}
+    assert json.loads(sns["Message"]) == document
+
+
+def _test_notification(channel: Channel) -> Notification:
+    return build_test_notification(
+        "acme",
+        channel,
+        notification_id=notification_id_for_test("acme", channel.channel_id, "nonce"),
+        now_ms=1_764_380_000_000,
+    )
+
+
+def test_a_test_notification_reads_as_a_test_and_has_no_samples() -> None:
+    notification = _test_notification(SLACK)
+
+    body = render_slack(notification, REGION)
+
+    assert notification.notification_id.startswith("t-")
+    assert (notification.kind, notification.count, notification.samples) == ("test", 0, [])
+    assert body["text"] == f"logfan test notification for channel ops-slack ({notification.notification_id})"
+    texts = _mrkdwn_texts(body)
+    assert any("*Test notification* from logfan for `acme`: channel `ops-slack` works." in t for t in texts)
+    assert not any("CloudWatch Logs" in t or "_no sample_" in t for t in texts)
+
+
+def test_test_notification_ids_are_fresh_per_send_and_never_an_alerts() -> None:
+    assert notification_id_for_test("acme", "ops", "a") != notification_id_for_test("acme", "ops", "b")
+    assert notification_id_for_test("acme", "ops", "a") != notification_id_for("acme", "ops", "a", "", 0)
+
+
+def test_a_test_notification_on_sns_has_no_empty_attribute() -> None:
+    body = render_sns(_test_notification(SNS))
+
+    assert body["Subject"] == "logfan: logfan test notification for channel topic"
+    assert all(attribute["StringValue"] for attribute in body["MessageAttributes"].values())
+    assert body["MessageAttributes"]["kind"]["StringValue"] == "test"
+
+
+def test_a_quarantine_notice_says_why_and_how_to_lift_it() -> None:
+    notice = _notification([f.log_match()]).model_copy(
+        update={"kind": "quarantine", "count": 0, "samples": [], "detail": "it ran over its time budget 3 times"}
+    )
+
+    texts = _mrkdwn_texts(render_slack(notice, REGION))
+
+    assert any("was quarantined: it ran over its time budget 3 times. Edit the rule to lift it." in t for t in texts)
+
+
+# -- EventBridge ------------------------------------------------------------------------------
+
+
+def test_an_event_carries_source_detail_type_and_the_document() -> None:
+    notification = _notification([f.log_match()], channel=BUS)
+
+    entry = render_event(BUS, notification)
+    custom = render_event(BUS.model_copy(update={"detail_type": "acme.alert"}), notification)
+
+    assert (entry["Source"], entry["DetailType"]) == ("logfan", "logfan.notification")
+    assert json.loads(entry["Detail"]) == notification_document(notification)
+    assert custom["DetailType"] == "acme.alert"
+    assert "EventBusName" not in entry

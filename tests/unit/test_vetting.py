@@ -177,3 +177,68 @@ def test_sns_channels_need_a_topic_arn_and_customers_a_bounded_number_of_channel
         vet_channel(bad, LIMITS)
     with pytest.raises(RejectedError, match="channels: 3, at most 2 allowed"):
         vet_customer(customer, VettingLimits(max_channels_per_customer=2))
+
+
+# -- re-vetting at delivery: what the host resolves to -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("addresses", "problem"),
+    [
+        (["93.184.215.14"], None),
+        (["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"], None),
+        (["169.254.169.254"], "resolves to an address that is not a public address"),
+        (["93.184.215.14", "10.0.0.7"], "resolves to an address that is not a public address"),
+        (["::ffff:192.168.1.1"], "resolves to an address that is not a public address"),
+        (["fe80::1%eth0"], "resolves to an address that is not a public address"),
+        ([], "resolves to no address"),
+        (["not-an-address"], "unreadable address"),
+    ],
+)
+def test_every_address_a_host_resolves_to_must_be_public(addresses: list[str], problem: str | None) -> None:
+    found = channel_url_problem(f"https://hooks.example.com/{SECRET}", allow_loopback=False, addresses=addresses)
+
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None and problem in found and SECRET not in found
+
+
+def test_a_resolved_loopback_address_passes_only_with_the_local_setting() -> None:
+    url = "http://localhost:9000/hook"
+
+    assert channel_url_problem(url, allow_loopback=True, addresses=["127.0.0.1", "::1"]) is None
+    assert channel_url_problem(url, allow_loopback=False, addresses=["127.0.0.1"]) == "url must use https"
+    assert channel_url_problem("https://hooks.example.com/x", allow_loopback=False, addresses=["127.0.0.1"])
+
+
+# -- EventBridge and webhook secrets -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bus", ["acme-alerts", "default", "arn:aws:events:us-east-1:111122223333:event-bus/acme-alerts"]
+)
+def test_event_buses_by_name_or_arn_are_accepted(bus: str) -> None:
+    vet_channel(Channel(channel_id="bus", type=ChannelType.EVENTBRIDGE, bus=bus, detail_type="acme.alert"), LIMITS)
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"bus": "arn:aws:sns:us-east-1:111122223333:topic"}, "not an EventBridge event bus"),
+        ({"bus": "bad bus name"}, "not an EventBridge event bus"),
+        ({"bus": "acme", "detail_type": "tab\there"}, "detail_type must be"),
+    ],
+)
+def test_bad_event_buses_are_refused(fields: dict[str, str], problem: str) -> None:
+    with pytest.raises(RejectedError, match=problem):
+        vet_channel(Channel(channel_id="bus", type=ChannelType.EVENTBRIDGE, **fields), LIMITS)
+
+
+def test_a_webhook_secret_needs_no_whitespace() -> None:
+    channel = Channel(channel_id="hook", type=ChannelType.WEBHOOK, url="https://a.example/x", secret="sixteen chars ok")
+
+    with pytest.raises(RejectedError, match="secret must be at least 16 characters without whitespace") as raised:
+        vet_channel(channel, LIMITS)
+
+    assert "sixteen chars ok" not in str(raised.value)
