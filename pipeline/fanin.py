@@ -23,15 +23,17 @@ from pipeline.models import (
     SubTaskRecord,
     SubTaskStatus,
 )
-from pipeline.ports import TrackingStore
+from pipeline.ports import MetricsSink, TrackingStore
 from pipeline.routing import BatchPlan, PlannedSubTask
 
 __all__ = [
     "BatchCounts",
     "StartedBatch",
+    "batch_latency_ms",
     "consolidate",
     "finish_subtask",
     "pending_record",
+    "record_completion",
     "start_batch",
     "summarise",
 ]
@@ -185,3 +187,14 @@ def consolidate(
         return None
     faults.reached("consolidator.after_complete", batch_id)
     return summary
+
+
+def batch_latency_ms(summary: BatchSummary) -> int:
+    """How long a batch took end to end: from the fan-out recording it to its completion."""
+    return max(0, summary.finished_at - summary.created_at)
+
+
+def record_completion(metrics: MetricsSink, summary: BatchSummary) -> None:
+    """The metrics of a batch this call completed: one more batch, and how long it took."""
+    metrics.count("BatchesCompleted")
+    metrics.timing("BatchLatency", batch_latency_ms(summary))

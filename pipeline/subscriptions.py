@@ -41,7 +41,7 @@ DEFAULT_POLICY_NAME = "logfan"
 MAX_POLICY_EXCLUSIONS = 50
 """`LogGroupName NOT IN [...]` of an account policy takes at most 50 names."""
 
-_FUNCTION_SUFFIXES = ("fan-out", "parser", "consolidator", "sweeper", "rules-api")
+_FUNCTION_SUFFIXES = ("fan-out", "parser", "consolidator", "sweeper", "rules-api", "authorizer")
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
 _KINESIS_STREAM_ARN = re.compile(r"^arn:aws[a-z-]*:kinesis:[a-z0-9-]+:\d{12}:stream/[A-Za-z0-9_.-]+$")
 _LOGS_DESTINATION_ARN = re.compile(r"^arn:aws[a-z-]*:logs:[a-z0-9-]+:\d{12}:destination:[A-Za-z0-9_.\-/#]+$")

@@ -8,8 +8,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, Field
 
 from pipeline.composition import consolidator_deps
-from pipeline.fanin import consolidate
-from pipeline.observability import invocation
+from pipeline.fanin import consolidate, record_completion
+from pipeline.observability import invocation, traced
 
 __all__ = ["handler"]
 
@@ -18,6 +18,7 @@ class ConsolidatorEvent(BaseModel):
     batch_id: str = Field(min_length=1)
 
 
+@traced
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deps = consolidator_deps()
     request = ConsolidatorEvent.model_validate(event)
@@ -25,7 +26,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         try:
             summary = consolidate(deps.tracking, request.batch_id, now_ms=deps.clock.now_ms(), faults=deps.faults)
             if summary is not None:
-                deps.metrics.count("BatchesCompleted")
+                record_completion(deps.metrics, summary)
         finally:
             deps.metrics.flush()
         if summary is None:

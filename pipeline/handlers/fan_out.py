@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pipeline.composition import fan_out_deps
 from pipeline.fanout import KinesisRecordRef, process_batch
-from pipeline.observability import invocation
+from pipeline.observability import annotate, invocation, traced
 
 __all__ = ["handler"]
 
@@ -26,6 +26,7 @@ def _records(event: dict[str, Any]) -> list[KinesisRecordRef]:
     ]
 
 
+@traced
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deps = fan_out_deps()
     records = _records(event)
@@ -34,6 +35,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             result = process_batch(deps, records, context.get_remaining_time_in_millis)
         finally:
             deps.metrics.flush()
+        annotate(batch_id=result.batch_id)
         logger.info(
             "fanned out Kinesis batch",
             extra={

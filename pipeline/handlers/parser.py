@@ -8,12 +8,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pipeline.composition import parser_deps
 from pipeline.models import SubTaskPayload
-from pipeline.observability import invocation
+from pipeline.observability import invocation, traced
 from pipeline.parsing import run_subtask
 
 __all__ = ["handler"]
 
 
+@traced
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deps = parser_deps()
     payload = SubTaskPayload.model_validate(event)

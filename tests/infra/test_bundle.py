@@ -26,7 +26,15 @@ def test_requirements_are_the_runtime_dependencies_pinned_to_what_was_tested(bun
     requirements: list[str] = bundle.runtime_requirements()
     names = {line.split("==")[0].split("[")[0].lower() for line in requirements}
 
-    assert {"boto3", "aws-lambda-powertools", "regex", "pydantic", "pydantic-settings", "pyyaml"} <= names
+    assert {
+        "boto3",
+        "aws-lambda-powertools",
+        "aws-xray-sdk",
+        "regex",
+        "pydantic",
+        "pydantic-settings",
+        "pyyaml",
+    } <= names
     assert all("==" in line for line in requirements)
     assert not any(dev in line for line in requirements for dev in ("moto", "pytest", "cfn-lint"))
 

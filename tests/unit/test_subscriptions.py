@@ -125,7 +125,8 @@ def test_the_account_policy_excludes_every_pipeline_function_by_name() -> None:
     }
     assert policy.selection_criteria == (
         'LogGroupName NOT IN ["/aws/lambda/prod-fan-out", "/aws/lambda/prod-parser", '
-        '"/aws/lambda/prod-consolidator", "/aws/lambda/prod-sweeper", "/aws/lambda/prod-rules-api"]'
+        '"/aws/lambda/prod-consolidator", "/aws/lambda/prod-sweeper", "/aws/lambda/prod-rules-api", '
+        '"/aws/lambda/prod-authorizer"]'
     )
 
 
