@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.cli_bench import register as register_bench
+from pipeline.cli_keys import register as register_keys
+from pipeline.cli_notify import register as register_notify
 from pipeline.cli_rules import register as register_rules
 from pipeline.cli_subscribe import register as register_subscriptions
 from pipeline.errors import LogfanError
@@ -20,6 +22,7 @@ __all__ = ["main"]
 def _replay(args: argparse.Namespace) -> int:
     # Before Powertools is touched: EMF metrics go to the replay's own counters, not stdout.
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")  # and no X-Ray daemon to look for
     from pipeline.local.inputs import PlainTextSource
     from pipeline.local.replay import ReplayOptions, replay
     from pipeline.local.report import print_progress, print_report
@@ -37,6 +40,8 @@ def _replay(args: argparse.Namespace) -> int:
         rule_timeout_ms=args.rule_timeout_ms,
         chaos_rate=args.chaos,
         seed=args.seed,
+        deliver=args.deliver,
+        digest_window_s=args.digest_window,
         on_progress=None if args.quiet else print_progress,
     )
     report = replay(options)
@@ -76,12 +81,28 @@ def _parser() -> argparse.ArgumentParser:
         "duplicated invokes, redelivered batches, crashes after each side effect",
     )
     replay.add_argument("--seed", type=int, default=0, help="chaos seed: same seed, same faults")
+    replay.add_argument(
+        "--deliver",
+        action="store_true",
+        help="really deliver: HTTP to the channels' URLs (loopback allowed), SNS and EventBridge to the emulated "
+        "AWS; without it notifications are only captured to notifications.jsonl",
+    )
+    replay.add_argument(
+        "--digest-window",
+        type=int,
+        default=None,
+        metavar="SECONDS",
+        help="a rule's alerts within this long after one went out fold into a digest (default: the functions' 60; "
+        "0 sends every alert as it comes)",
+    )
     replay.add_argument("-v", "--verbose", action="store_true", help="show the handlers' structured logs")
     replay.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     replay.set_defaults(run=_replay)
     register_subscriptions(commands)
     register_bench(commands)
     register_rules(commands)
+    register_keys(commands)
+    register_notify(commands)
     return parser
 
 

@@ -21,21 +21,36 @@ from aws_lambda_powertools import Metrics
 from botocore.config import Config
 from pydantic import ValidationError
 
+from pipeline.adapters.channels import ChannelNotifier, build_channel_notifier
+from pipeline.adapters.dynamodb_api_keys import DynamoDBApiKeyStore
 from pipeline.adapters.dynamodb_config import DynamoDBConfigStore
+from pipeline.adapters.dynamodb_gates import DynamoDBDeliveryGates
 from pipeline.adapters.dynamodb_matches import DynamoDBMatchStore
+from pipeline.adapters.dynamodb_rule_health import DynamoDBRuleHealthStore
 from pipeline.adapters.dynamodb_tracking import DynamoDBTrackingStore
 from pipeline.adapters.kinesis_reader import KinesisStreamReader
 from pipeline.adapters.lambda_invoker import LambdaInvoker
-from pipeline.adapters.notifiers import ChannelNotifier, UrllibPoster
 from pipeline.adapters.sqs_rejects import SqsRejectSink
-from pipeline.config import ConsolidatorSettings, FanOutSettings, ParserSettings, RulesSettings, SweeperSettings
+from pipeline.config import (
+    ApiKeySettings,
+    ConsolidatorSettings,
+    DeliverySettings,
+    FanOutSettings,
+    OutboxSettings,
+    ParserSettings,
+    RulesSettings,
+    SweeperSettings,
+)
+from pipeline.delivery import DeliveryDeps, DeliveryPolicy, DispatchDeps
 from pipeline.errors import ConfigurationError
 from pipeline.fanout import FanOutDeps
 from pipeline.faults import NO_FAULTS, FaultPoints
 from pipeline.matching import MatchLimits
+from pipeline.models import ChannelType
 from pipeline.observability import SERVICE, PowertoolsMetrics
 from pipeline.parsing import ParserDeps
 from pipeline.ports import Clock, FunctionInvoker, MetricsSink, Notifier, RejectSink
+from pipeline.quarantining import QuarantinePolicy
 from pipeline.rules_cache import CustomerRulesCache, OwnerCache
 from pipeline.rules_service import RulesService, vetting_limits
 from pipeline.sweeping import SweeperDeps
@@ -45,10 +60,15 @@ if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
 
 __all__ = [
+    "AuthorizerDeps",
     "ConsolidatorDeps",
     "SystemClock",
     "Wiring",
+    "authorizer_deps",
+    "aws_notifier",
+    "build_authorizer",
     "build_consolidator",
+    "build_delivery",
     "build_fan_out",
     "build_parser",
     "build_sweeper",
@@ -106,6 +126,41 @@ def build_fan_out(
     )
 
 
+def delivery_policy(settings: OutboxSettings) -> DeliveryPolicy:
+    return DeliveryPolicy(
+        digest_window_ms=settings.digest_window_s * 1000,
+        channel_intervals_ms={
+            ChannelType.SLACK: settings.slack_interval_ms,
+            ChannelType.WEBHOOK: settings.webhook_interval_ms,
+        },
+        max_inline_wait_ms=settings.max_inline_wait_ms,
+        retry_base_ms=settings.notification_retry_base_s * 1000,
+        max_attempts=settings.notification_max_attempts,
+        digest_samples=settings.digest_samples,
+        ttl_days=settings.match_ttl_days,
+    )
+
+
+def build_delivery(
+    settings: OutboxSettings,
+    dynamodb: DynamoDBClient,
+    notifier: Notifier,
+    metrics: MetricsSink,
+    clock: Clock,
+    faults: FaultPoints = NO_FAULTS,
+) -> DeliveryDeps:
+    return DeliveryDeps(
+        outbox=DynamoDBMatchStore(dynamodb, settings.matches_table),
+        gates=DynamoDBDeliveryGates(dynamodb, settings.matches_table),
+        notifier=notifier,
+        health=DynamoDBConfigStore(dynamodb, settings.config_table),
+        metrics=metrics,
+        clock=clock,
+        policy=delivery_policy(settings),
+        faults=faults,
+    )
+
+
 def build_parser(
     settings: ParserSettings,
     dynamodb: DynamoDBClient,
@@ -120,14 +175,17 @@ def build_parser(
         per_invocation_budget_s=settings.rule_budget_ms / 1000,
     )
     tracking = DynamoDBTrackingStore(dynamodb, settings.batches_table)
+    matches = DynamoDBMatchStore(dynamodb, settings.matches_table)
     return ParserDeps(
         tracking=tracking,
         leases=tracking,
         rules=CustomerRulesCache(
             DynamoDBConfigStore(dynamodb, settings.config_table), settings.rules_cache_ttl_s, limits
         ),
-        matches=DynamoDBMatchStore(dynamodb, settings.matches_table),
-        notifier=notifier,
+        matches=matches,
+        delivery=build_delivery(settings, dynamodb, notifier, metrics, clock, faults),
+        health=DynamoDBRuleHealthStore(dynamodb, settings.config_table, matches),
+        quarantine=QuarantinePolicy(strikes=settings.quarantine_strikes, window_ms=settings.quarantine_window_s * 1000),
         invoker=invoker,
         metrics=metrics,
         clock=clock,
@@ -159,10 +217,17 @@ def build_sweeper(
     dynamodb: DynamoDBClient,
     kinesis: KinesisClient,
     invoker: FunctionInvoker,
+    notifier: Notifier,
     metrics: MetricsSink,
     clock: Clock,
+    faults: FaultPoints = NO_FAULTS,
 ) -> SweeperDeps:
     return SweeperDeps(
+        dispatch=DispatchDeps(
+            delivery=build_delivery(settings, dynamodb, notifier, metrics, clock, faults),
+            outbox=DynamoDBMatchStore(dynamodb, settings.matches_table),
+            config=DynamoDBConfigStore(dynamodb, settings.config_table),
+        ),
         tracking=DynamoDBTrackingStore(dynamodb, settings.batches_table),
         stream=KinesisStreamReader(kinesis, settings.stream_name),
         owners=OwnerCache(DynamoDBConfigStore(dynamodb, settings.config_table), ttl_s=0),
@@ -240,13 +305,26 @@ def _aws_fan_out() -> FanOutDeps:
 
 
 @functools.cache
+def aws_notifier() -> ChannelNotifier:
+    """Every channel type as the functions that deliver (parser, sweeper) use it on AWS: HTTPS with
+    `DeliverySettings` (timeouts, retries, `Retry-After`), SNS and EventBridge clients."""
+    settings: DeliverySettings = _settings(DeliverySettings)
+    return build_channel_notifier(
+        settings,
+        region=_region(),
+        sns_client=boto3.client("sns", config=SDK_CONFIG),
+        events_client=boto3.client("events", config=SDK_CONFIG),
+    )
+
+
+@functools.cache
 def _aws_parser() -> ParserDeps:
     settings: ParserSettings = _settings(ParserSettings)
     return build_parser(
         settings,
         boto3.client("dynamodb", config=SDK_CONFIG),
         LambdaInvoker(boto3.client("lambda", config=SDK_CONFIG)),
-        ChannelNotifier(UrllibPoster(), boto3.client("sns", config=SDK_CONFIG), _region()),
+        aws_notifier(),
         _aws_metrics(),
         SystemClock(),
     )
@@ -266,6 +344,8 @@ def _aws_sweeper() -> SweeperDeps:
         boto3.client("dynamodb", config=SDK_CONFIG),
         boto3.client("kinesis", config=SDK_CONFIG),
         LambdaInvoker(boto3.client("lambda", config=SDK_CONFIG), settings.max_invoke_payload_bytes),
+        # The sweeper also dispatches the outbox (digests, retries): it delivers like the parser.
+        aws_notifier(),
         _aws_metrics(),
         SystemClock(),
     )
@@ -293,3 +373,22 @@ def rules_service() -> RulesService:
     settings: RulesSettings = _settings(RulesSettings)
     store = DynamoDBConfigStore(boto3.client("dynamodb", config=SDK_CONFIG), settings.config_table)
     return RulesService(store, vetting_limits(settings))
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizerDeps:
+    """The rules API's key authorizer: the keys in the config table, and its metrics."""
+
+    keys: DynamoDBApiKeyStore
+    metrics: MetricsSink
+
+
+def build_authorizer(settings: ApiKeySettings, dynamodb: DynamoDBClient, metrics: MetricsSink) -> AuthorizerDeps:
+    return AuthorizerDeps(keys=DynamoDBApiKeyStore(dynamodb, settings.config_table), metrics=metrics)
+
+
+@functools.cache
+def authorizer_deps() -> AuthorizerDeps:
+    """The authorizer's dependencies on AWS: `ApiKeySettings` from the environment, one client."""
+    settings: ApiKeySettings = _settings(ApiKeySettings)
+    return build_authorizer(settings, boto3.client("dynamodb", config=SDK_CONFIG), _aws_metrics())

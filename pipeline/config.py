@@ -12,8 +12,11 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
+    "ApiKeySettings",
     "ConsolidatorSettings",
+    "DeliverySettings",
     "FanOutSettings",
+    "OutboxSettings",
     "ParserSettings",
     "ResourceNames",
     "RulesSettings",
@@ -103,7 +106,22 @@ class FanOutSettings(TableSettings):
         return self.max_invoke_payload_bytes - self.payload_safety_bytes
 
 
-class ParserSettings(TableSettings):
+class OutboxSettings(TableSettings):
+    """How notifications leave the outbox: digest windows, channel rate limits, retries."""
+
+    digest_window_s: int = Field(default=60, ge=0)
+    """A rule's alerts within this long after one went out are folded into a digest (0: never)."""
+    slack_interval_ms: int = Field(default=1000, ge=0)
+    """At most one message per Slack webhook this often (Slack's own limit is about 1/s)."""
+    webhook_interval_ms: int = Field(default=0, ge=0)
+    max_inline_wait_ms: int = Field(default=2000, ge=0)
+    """A channel slot further away than this holds the notification back instead of waiting."""
+    notification_retry_base_s: int = Field(default=30, ge=1)
+    notification_max_attempts: int = Field(default=8, ge=1)
+    digest_samples: int = Field(default=5, ge=1, le=20)
+
+
+class ParserSettings(OutboxSettings):
     parser_function: str = Field(min_length=1)
     """Its own name: a run short of time hands the rest of its sub-task to a fresh invocation."""
     consolidator_function: str = Field(min_length=1)
@@ -115,13 +133,16 @@ class ParserSettings(TableSettings):
     notification_samples: int = Field(default=3, ge=1, le=20)
     invoke_max_attempts: int = Field(default=3, ge=1, le=10)
     invoke_backoff_s: float = Field(default=0.2, ge=0)
+    quarantine_strikes: int = Field(default=3, ge=0)
+    """Invocations in which a rule overran its time budget before it is quarantined (0: never)."""
+    quarantine_window_s: int = Field(default=3600, ge=60)
 
 
 class ConsolidatorSettings(TableSettings):
     pass
 
 
-class SweeperSettings(TableSettings):
+class SweeperSettings(OutboxSettings):
     stream_name: str = Field(min_length=1)
     parser_function: str = Field(min_length=1)
     consolidator_function: str = Field(min_length=1)
@@ -158,3 +179,33 @@ class RulesSettings(BaseSettings):
     """Local development only: webhooks to 127.0.0.1 / localhost. Never set it on AWS."""
     rule_timeout_ms: int = Field(default=100, ge=1)
     """The per-line bound `logfan rules test` applies, as the parser does."""
+
+
+class DeliverySettings(BaseSettings):
+    """How notifications are delivered (`pipeline.adapters.channels`), for every function that sends.
+
+    Each HTTP request has `delivery_timeout_s`; 429, 408, 5xx and network errors are retried up to
+    `delivery_max_attempts` times with full-jitter exponential backoff, honouring `Retry-After`. In
+    all, a delivery waits at most `delivery_max_wait_s` in-line: a receiver asking for longer gets a
+    transient `DeliveryError` carrying `retry_after_s`, and the caller holds the notification back.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LOGFAN_", frozen=True, extra="ignore")
+
+    delivery_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    delivery_max_attempts: int = Field(default=3, ge=1, le=10)
+    delivery_backoff_s: float = Field(default=0.5, ge=0)
+    """The first retry waits up to this long; each further one up to twice as long as the one before."""
+    delivery_backoff_cap_s: float = Field(default=4.0, ge=0)
+    delivery_max_wait_s: float = Field(default=5.0, ge=0)
+    """The most one delivery sleeps between its attempts, in all."""
+    allow_loopback_channels: bool = False
+    """Local development only: deliver to 127.0.0.1 / localhost (http or https). Never set it on AWS."""
+
+
+class ApiKeySettings(BaseSettings):
+    """The rules API's key authorizer and `logfan customers keys`: where keys live (the config table)."""
+
+    model_config = SettingsConfigDict(env_prefix="LOGFAN_", frozen=True, extra="ignore")
+
+    config_table: str = Field(default=ResourceNames().config_table, min_length=3)

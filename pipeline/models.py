@@ -103,13 +103,32 @@ class ChannelType(enum.StrEnum):
     SLACK = "slack"
     WEBHOOK = "webhook"
     SNS = "sns"
+    EVENTBRIDGE = "eventbridge"
 
 
 class Channel(_Frozen):
+    """Where a customer's notifications go. `url` and `secret` are secrets: never logged, never shown.
+
+    The delivery-health fields (`last_error`, `last_failed_at`, `failures`) are the store's record of
+    permanent failures, cleared by an edit of the channel; like `secret` they are left out of every
+    `model_dump` (rules files, views), and the config store writes them explicitly.
+    """
+
     channel_id: str = Field(pattern=IDENTIFIER_PATTERN)
     type: ChannelType
-    url: str | None = None
+    url: str | None = Field(default=None, repr=False)
     topic_arn: str | None = None
+    bus: str | None = None
+    """EventBridge: the event bus name or ARN."""
+    detail_type: str | None = Field(default=None, min_length=1, max_length=128)
+    """EventBridge: the events' `DetailType` (default `logfan.notification`)."""
+    secret: str | None = Field(default=None, min_length=16, max_length=256, repr=False, exclude=True)
+    """Webhooks: the HMAC-SHA256 signing key (`pipeline.signing`)."""
+    last_error: str | None = Field(default=None, exclude=True)
+    last_failed_at: int | None = Field(default=None, exclude=True)
+    """Epoch ms of the last permanent delivery failure."""
+    failures: int | None = Field(default=None, ge=0, exclude=True)
+    """Permanent delivery failures since the channel was last edited."""
 
     @field_validator("url")
     @classmethod
@@ -123,6 +142,16 @@ class Channel(_Frozen):
             raise ValueError(f"channel {self.channel_id!r} of type {self.type.value} needs a url")
         if self.type is ChannelType.SNS and not (self.topic_arn and self.topic_arn.startswith("arn:")):
             raise ValueError(f"channel {self.channel_id!r} of type sns needs a topic_arn")
+        if self.type is ChannelType.EVENTBRIDGE and not self.bus:
+            raise ValueError(f"channel {self.channel_id!r} of type eventbridge needs a bus (name or ARN)")
+        if self.secret is not None and self.type is not ChannelType.WEBHOOK:
+            raise ValueError(f"channel {self.channel_id!r}: only webhook channels have a signing secret")
+        if (self.bus is not None or self.detail_type is not None) and self.type is not ChannelType.EVENTBRIDGE:
+            raise ValueError(f"channel {self.channel_id!r}: bus and detail_type are for eventbridge channels")
+
+    @property
+    def has_secret(self) -> bool:
+        return bool(self.secret)
 
 
 class Customer(_Frozen):
@@ -320,13 +349,16 @@ class Notification(_Frozen):
     An `alert` reports one sub-task part's matches. A `digest` folds the alerts a rule raised while
     its channel was held back (the rule's digest window, the channel's rate limit) into one message:
     `count` is then the total of the folded alerts and `folded` how many there were. A `test` is what
-    `logfan notify test` sends.
+    `logfan notify test` sends. A `quarantine` tells the customer their rule was set aside (its
+    samples are empty and `count` is 0).
     """
 
     notification_id: str
-    kind: Literal["alert", "digest", "test"] = "alert"
+    kind: Literal["alert", "digest", "test", "quarantine"] = "alert"
     folded: int = 0
     """For a digest: how many alerts it folds."""
+    detail: str = ""
+    """Words for the reader beyond the counts: why a rule was quarantined, what a test is."""
     customer_id: str
     rule_id: str
     rule_name: str

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pipeline import fanin
-from pipeline.errors import DeliveryError, LogfanError
+from pipeline.delivery import DeliveryDeps, deliver_alert
+from pipeline.errors import LogfanError
 from pipeline.faults import NO_FAULTS, FaultPoints
 from pipeline.invoking import backoff_delay, invoke_with_retries, trigger_consolidator
 from pipeline.matching import MatchResult
@@ -37,10 +38,11 @@ from pipeline.ports import (
     MatchStore,
     MetricsSink,
     NotificationStatus,
-    Notifier,
+    RuleHealthStore,
     SubTaskLeases,
     TrackingStore,
 )
+from pipeline.quarantining import QuarantinePolicy, enforce_budgets
 from pipeline.routing import encode_payload
 from pipeline.rules_cache import CompiledCustomer, CustomerRulesCache
 
@@ -57,7 +59,8 @@ class ParserDeps:
     leases: SubTaskLeases
     rules: CustomerRulesCache
     matches: MatchStore
-    notifier: Notifier
+    delivery: DeliveryDeps
+    health: RuleHealthStore
     invoker: FunctionInvoker
     metrics: MetricsSink
     clock: Clock
@@ -70,6 +73,7 @@ class ParserDeps:
     """This function's own name, for handing the rest of a sub-task to a fresh invocation."""
     time_reserve_ms: int = 30_000
     slice_events: int = 500
+    quarantine: QuarantinePolicy = field(default_factory=QuarantinePolicy)
     faults: FaultPoints = NO_FAULTS
 
 
@@ -145,13 +149,17 @@ def _match(
 def _notify(
     deps: ParserDeps, compiled: CompiledCustomer, payload: SubTaskPayload, result: MatchResult
 ) -> tuple[int, int]:
-    """Claim, record and send one notification per rule. Returns (matches notified, notifications)."""
+    """Claim each rule's matches for its alert and deliver it (or hold it back for a digest).
+
+    Returns (matches notified, alerts sent now). Delivery failures never fail the sub-task: a
+    transient one leaves the alert held in the outbox for the dispatcher to retry, a permanent
+    one is recorded on the alert and its channel.
+    """
     now_s = deps.clock.now_ms() // 1000
     expires_at = now_s + deps.match_ttl_days * DAY_S
     rules = {rule.rule_id: rule for rule in compiled.config.rules}
     notified = 0
     sent = 0
-    transient: list[str] = []
     for rule_id, found in group_by_rule(result.matches).items():
         rule = rules[rule_id]
         notification_id = notification_id_for(
@@ -169,9 +177,9 @@ def _notify(
         if not claimed:
             continue
         notified += len(claimed)
-        status = deps.matches.notification_status(notification_id)
-        if status in (NotificationStatus.SENT, NotificationStatus.FAILED):
-            continue
+        previous = deps.matches.load_notification(notification_id)
+        if previous is not None and previous.status is not NotificationStatus.PENDING:
+            continue  # sent, held for the dispatcher, folded into a digest, or failed for good
         channel = compiled.config.channel(rule.channel)
         if channel is None:
             _log.error(
@@ -189,35 +197,8 @@ def _notify(
             subtask_id=payload.subtask_id,
             max_samples=deps.notification_samples,
         )
-        if status is None:
-            deps.matches.save_notification(notification, NotificationStatus.PENDING, expires_at=expires_at)
-        try:
-            deps.notifier.send(channel, notification)
-            deps.faults.reached("parser.after_send", notification_id)
-        except DeliveryError as exc:
-            deps.metrics.count("NotificationFailures")
-            if not exc.permanent:
-                transient.append(f"{channel.channel_id}: {exc}")
-                continue
-            _log.error(
-                "notification failed permanently",
-                extra={
-                    "notification_id": notification_id,
-                    "channel_id": channel.channel_id,
-                    "error": str(exc),
-                },
-            )
-            deps.matches.save_notification(
-                notification, NotificationStatus.FAILED, expires_at=expires_at, error=str(exc)
-            )
-            continue
-        deps.matches.save_notification(notification, NotificationStatus.SENT, expires_at=expires_at)
-        deps.faults.reached("parser.after_mark_sent", notification_id)
-        deps.metrics.count("NotificationsSent")
-        sent += 1
-    if transient:
-        # Raising hands the sub-task to Lambda's async retry; sent notifications stay marked sent.
-        raise DeliveryError(f"{len(transient)} notification(s) failed transiently: {'; '.join(transient)}")
+        if deliver_alert(deps.delivery, notification, channel, previous) == "sent":
+            sent += 1
     return notified, sent
 
 
@@ -352,7 +333,9 @@ def _process(
     result, left = _match(deps, compiled, payload, deadline_ms)
     # CloudWatch Logs may deliver an event twice and both copies can land in one payload.
     result.matches = list({match.match_key: match for match in result.matches}.values())
-    deps.metrics.count("Events", result.events)
+    # The fan-out counts `Events` as they arrive; this counts those matched, so the two differ
+    # only by what was unclaimed or is still on its way.
+    deps.metrics.count("EventsMatched", result.events)
     deps.metrics.count("Matches", len(result.matches))
     deps.metrics.count("RuleTimeouts", result.timeouts)
     for rule_id, stats in result.stats.items():
@@ -361,6 +344,10 @@ def _process(
                 "rule exceeded its time bound",
                 extra={"rule_id": rule_id, "timeouts": stats.timeouts, "skipped_lines": stats.skipped_lines},
             )
+    if compiled is not None and enforce_budgets(
+        deps.health, deps.delivery, compiled.config, result.stats, deps.quarantine
+    ):
+        deps.rules.invalidate(payload.customer_id)
     notified, sent = _notify(deps, compiled, payload, result) if compiled and result.matches else (0, 0)
     totals = (payload.carried or CarriedStats()).plus(result.events, len(result.matches), notified, result.stats)
     if left:

@@ -29,12 +29,16 @@ __all__ = [
     "Clock",
     "ConfigStore",
     "CustomerConfig",
+    "DeliveryGates",
     "FunctionInvoker",
     "MatchStore",
     "MetricsSink",
     "NotificationStatus",
     "Notifier",
+    "Outbox",
+    "OutboxEntry",
     "RejectSink",
+    "RuleHealthStore",
     "SubTaskLeases",
     "TrackingStore",
 ]
@@ -122,6 +126,28 @@ class NotificationStatus(enum.StrEnum):
     SENT = "sent"
     FAILED = "failed"
     """Delivery failed permanently (a 4xx, a bad target); kept with its error, not retried."""
+    HELD = "held"
+    """Waiting in the outbox for the dispatcher: held back by its rule's digest window or its
+    channel's rate limit, or waiting to retry a transient failure (`hold_until`)."""
+    DIGESTED = "digested"
+    """Folded into a digest (`digest_id`), which is delivered in its place."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """A notification in the outbox, with where it stands."""
+
+    notification: Notification
+    status: NotificationStatus
+    attempts: int = 0
+    """Delivery attempts that failed transiently so far."""
+    hold_until: int = 0
+    """Epoch ms before which the dispatcher leaves a held notification alone."""
+    error: str = ""
+    digest_id: str = ""
+    held_for: str = ""
+    """Why it is held: `window` (its rule's digest window; folds into a digest), `slot` (its
+    channel's rate limit) or `retry` (a transient failure); the last two go out as themselves."""
 
 
 class MatchStore(Protocol):
@@ -145,11 +171,67 @@ class MatchStore(Protocol):
 
     def notification_status(self, notification_id: str) -> NotificationStatus | None: ...
 
+    def load_notification(self, notification_id: str) -> OutboxEntry | None:
+        """The notification as saved, with its status (a strongly consistent read)."""
+        ...
+
     def save_notification(
-        self, notification: Notification, status: NotificationStatus, *, expires_at: int, error: str = ""
-    ) -> None: ...
+        self,
+        notification: Notification,
+        status: NotificationStatus,
+        *,
+        expires_at: int,
+        error: str = "",
+        hold_until: int = 0,
+        attempts: int = 0,
+        held_for: str = "",
+    ) -> None:
+        """Write the notification with `status`; a `held` one joins the dispatcher's queue."""
+        ...
 
     def iter_matches(self) -> Iterator[Match]: ...
+
+
+class Outbox(MatchStore, Protocol):
+    """What the dispatcher needs beyond the parser's view: the queue of held notifications."""
+
+    def held_notifications(self, due_before_ms: int) -> list[OutboxEntry]:
+        """Held notifications whose `hold_until` is before `due_before_ms`, oldest first."""
+        ...
+
+    def fold_into_digest(self, digest: Notification, members: Sequence[str], *, expires_at: int) -> bool:
+        """Atomically save `digest` as held and mark every member `digested` into it.
+
+        False (and nothing written) when a member is no longer held: someone else dealt with it.
+        """
+        ...
+
+
+class DeliveryGates(Protocol):
+    """The two limits a delivery passes: a rule's digest window and a channel's rate limit."""
+
+    def open_rule_window(self, customer_id: str, rule_id: str, *, now_ms: int, window_ms: int) -> int | None:
+        """Open the rule's window until `now_ms + window_ms`: None when this call opened it, else
+        the epoch ms at which the open window closes."""
+        ...
+
+    def take_channel_slot(self, customer_id: str, channel_id: str, *, now_ms: int, interval_ms: int) -> int | None:
+        """Take the channel's next send slot: None when taken, else the epoch ms it frees up."""
+        ...
+
+
+class RuleHealthStore(Protocol):
+    """Counts a rule's time-budget strikes and quarantines it (with its notice, atomically)."""
+
+    def record_strike(self, customer_id: str, rule_id: str, *, version: int, now_ms: int, window_ms: int) -> int:
+        """Count one invocation in which the rule exceeded its budget; returns the strikes of this
+        version within the last `window_ms` (older strikes lapse)."""
+        ...
+
+    def quarantine(self, rule: Rule, *, reason: str, at_ms: int, notice: Notification, expires_at: int) -> bool:
+        """Quarantine the rule (if still at `rule.version` and active) and queue `notice` in the
+        outbox, in one transaction. True only for the call that quarantined it."""
+        ...
 
 
 class FunctionInvoker(Protocol):
@@ -180,5 +262,9 @@ class RejectSink(Protocol):
 
 class MetricsSink(Protocol):
     def count(self, name: str, value: float = 1) -> None: ...
+
+    def timing(self, name: str, milliseconds: float) -> None:
+        """One observation of a duration (a metric in milliseconds, read as percentiles)."""
+        ...
 
     def flush(self) -> None: ...

@@ -54,6 +54,7 @@ class CustomerRulesCache:
     """A customer's config and compiled rule engine, reloaded after `ttl_s`.
 
     Compiling is skipped when the reloaded rules carry the same (rule_id, version) set.
+    Quarantined rules are not compiled: the engine never runs them.
     """
 
     def __init__(
@@ -83,11 +84,19 @@ class CustomerRulesCache:
             if previous is not None and _fingerprint(previous.config) == _fingerprint(config):
                 compiled = CompiledCustomer(config, previous.engine, previous.broken_rules)
             else:
-                engine, broken = RuleEngine.from_rules(config.rules, self._limits)
+                active = [rule for rule in config.rules if not rule.quarantined]
+                engine, broken = RuleEngine.from_rules(active, self._limits)
                 compiled = CompiledCustomer(config, engine, broken)
         with self._lock:
             self._entries[customer_id] = (now + self._ttl_s, compiled)
         return compiled
+
+    def invalidate(self, customer_id: str) -> None:
+        """Reload the customer on its next use (this container just changed one of its rules)."""
+        with self._lock:
+            entry = self._entries.get(customer_id)
+            if entry is not None:
+                self._entries[customer_id] = (float("-inf"), entry[1])
 
 
 def _fingerprint(config: CustomerConfig) -> tuple[tuple[str, int, str], ...]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from pipeline import fanin
+from pipeline.delivery import DispatchDeps
 from pipeline.errors import InvokeError, StoreError
 from pipeline.fanout import KinesisRecordRef, decode_batch
 from pipeline.invoking import invoke_with_retries, trigger_consolidator
@@ -44,6 +45,8 @@ class StreamReader(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class SweeperDeps:
+    dispatch: DispatchDeps
+    """The outbox the sweeper also dispatches on each run (digests, held and retried notifications)."""
     tracking: SweepStore
     stream: StreamReader
     owners: OwnerCache

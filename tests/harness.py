@@ -16,6 +16,7 @@ from pipeline import composition
 from pipeline.adapters.dynamodb_config import DynamoDBConfigStore
 from pipeline.adapters.dynamodb_matches import DynamoDBMatchStore
 from pipeline.adapters.dynamodb_tracking import DynamoDBTrackingStore
+from pipeline.delivery import DispatchResult, dispatch
 from pipeline.handlers import fan_out
 from pipeline.local.aws import LocalAws
 from pipeline.local.lambda_runtime import LocalAsyncInvoker, LocalLambdaContext
@@ -44,6 +45,11 @@ class Harness:
     matches: DynamoDBMatchStore
     rejected: JsonlWriter
     notifications: JsonlWriter
+    wiring: composition.Wiring
+
+    def dispatch(self, *, drain: bool = False) -> DispatchResult:
+        """One run of the outbox dispatcher (the scheduled sweeper's second step)."""
+        return dispatch(self.wiring.sweeper.dispatch, drain=drain)
 
     def settle(self) -> None:
         assert self.invoker.wait_idle(timeout_s=60), "async invocations did not settle"
@@ -112,6 +118,7 @@ def harness(
                 matches=DynamoDBMatchStore(aws.dynamodb, aws.names.matches_table),
                 rejected=rejected,
                 notifications=notifications,
+                wiring=wiring,
             )
         finally:
             invoker.stop()

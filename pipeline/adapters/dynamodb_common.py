@@ -18,6 +18,7 @@ __all__ = [
     "BATCH_WRITE_LIMIT",
     "TRANSACTION_LIMIT",
     "TRANSIENT_CODES",
+    "cancelled_by_condition",
     "conditional_write",
     "error_code",
     "from_item",
@@ -112,6 +113,14 @@ def conditional_write(
     except BotoCoreError as exc:
         raise translate(exc, action) from exc
     return True
+
+
+def cancelled_by_condition(exc: ClientError) -> bool:
+    """A transaction cancelled only because a condition did not hold (not by throttling or conflicts)."""
+    if error_code(exc) != "TransactionCanceledException":
+        return False
+    reasons = [str(reason.get("Code") or "None") for reason in exc.response.get("CancellationReasons", [])]
+    return "ConditionalCheckFailed" in reasons and set(reasons) <= {"ConditionalCheckFailed", "None"}
 
 
 def retry_unprocessed(

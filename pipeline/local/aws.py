@@ -99,7 +99,21 @@ def _tables(names: ResourceNames) -> list[dict[str, Any]]:
         {
             "TableName": names.matches_table,
             "KeySchema": [{"AttributeName": "match_key", "KeyType": "HASH"}],
-            "AttributeDefinitions": [{"AttributeName": "match_key", "AttributeType": "S"}],
+            "AttributeDefinitions": [
+                {"AttributeName": "match_key", "AttributeType": "S"},
+                {"AttributeName": "held_shard", "AttributeType": "S"},
+                {"AttributeName": "hold_until", "AttributeType": "N"},
+            ],
+            "GlobalSecondaryIndexes": [
+                {
+                    "IndexName": "held-notifications",
+                    "KeySchema": [
+                        {"AttributeName": "held_shard", "KeyType": "HASH"},
+                        {"AttributeName": "hold_until", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
         },
     ]
 

@@ -28,6 +28,7 @@ from pipeline.config import (
     LAMBDA_ASYNC_PAYLOAD_LIMIT,
     ResourceNames,
 )
+from pipeline.delivery import DispatchDeps, dispatch
 from pipeline.errors import ConfigurationError
 from pipeline.faults import NO_FAULTS, FaultPoints
 from pipeline.handlers import fan_out, sweeper
@@ -37,7 +38,7 @@ from pipeline.local.inputs import PlainTextSource, read_inputs
 from pipeline.local.kinesis import EventSourceMapping
 from pipeline.local.lambda_runtime import LocalAsyncInvoker, LocalLambdaContext
 from pipeline.local.sinks import CapturingNotifier, JsonlRejectSink, JsonlWriter
-from pipeline.local.wiring import LocalKnobs, local_invoker, local_wiring
+from pipeline.local.wiring import LocalKnobs, local_channel_notifier, local_invoker, local_wiring
 from pipeline.models import BatchStatus
 from pipeline.observability import CountingMetrics
 from pipeline.rules_file import RulesFile, load_rules_file
@@ -67,8 +68,12 @@ class ReplayOptions:
     crash_points: FaultPoints | None = None
     """Extra crash injection at the handlers' named steps (tests enumerate every step with it)."""
     sweeper_rounds: int = 20
+    digest_window_s: int | None = None
+    """A rule's alerts within this long after one went out fold into a digest; None: the default."""
     on_progress: Callable[[int, int], None] | None = None
     """Called with (records delivered so far, records in all) as the mapping advances."""
+    deliver: bool = False
+    """Really deliver (HTTP to the channels' URLs, SNS/EventBridge to the emulated account); else capture."""
 
 
 @dataclass
@@ -98,6 +103,11 @@ class ReplayReport:
     """Matches whose notification never left the outbox."""
     faults_injected: dict[str, int] = field(default_factory=dict)
     redeliveries_suppressed: int = 0
+    digests: int = 0
+    """Digests the outbox sent in place of a rule's held alerts."""
+    folded_alerts: int = 0
+    quarantined_rules: list[str] = field(default_factory=list)
+    """customer/rule of every rule the parsers quarantined for overrunning its time budget."""
     """Notifications delivered again after a crash, which receivers drop by notification_id."""
     wall_time_s: float = 0.0
     metrics: dict[str, float] = field(default_factory=dict)
@@ -179,6 +189,14 @@ def _export(aws: LocalAws, options: ReplayOptions, report: ReplayReport) -> None
     batches.sort(key=lambda b: b["batch_id"])
     _write_jsonl(options.out / "batches.jsonl", batches)
 
+    config = DynamoDBConfigStore(aws.dynamodb, names.config_table)
+    report.quarantined_rules = sorted(
+        f"{rule.customer_id}/{rule.rule_id}"
+        for customer in config.list_customers()
+        for rule in config.list_rules(customer.customer_id)
+        if rule.quarantined
+    )
+
 
 _OPTION_MINIMUMS = {"batch_size": 1, "shards": 1, "workers": 1, "max_retry_attempts": 0, "rule_timeout_ms": 1}
 KINESIS_MAX_BATCH_SIZE = 10_000
@@ -221,6 +239,24 @@ def _sweep_until_complete(
         invoker.wait_idle()
 
 
+def _drain_outbox(deps: DispatchDeps, rounds: int, report: ReplayReport) -> None:
+    """The dispatcher's runs after the last one: deliver whatever the outbox still holds.
+
+    On AWS the scheduled sweeper dispatches every minute; a replay ends sooner than a digest
+    window, so its last step delivers every held alert now (folded per rule, as on AWS).
+    """
+    for _ in range(rounds):
+        try:
+            result = dispatch(deps, drain=True)
+        except Exception as exc:  # a crash injected by chaos, or a store fault: the next run retries
+            _log.warning("outbox dispatch failed; the next run retries", extra={"error": repr(exc)})
+            continue
+        report.digests += result.digests
+        report.folded_alerts += result.folded
+        if result.due == 0:
+            return
+
+
 def replay(options: ReplayOptions) -> ReplayReport:
     """Run the whole pipeline over `options.inputs`; raises `ConfigurationError` / `RulesFileError` /
     `InputError` up front."""
@@ -247,6 +283,8 @@ def replay(options: ReplayOptions) -> ReplayReport:
         rule_timeout_ms=options.rule_timeout_ms,
         # Under chaos every attempt can die; the sweeper keeps re-driving for as many rounds as it has.
         max_redrives=options.sweeper_rounds if options.chaos_rate else 3,
+        digest_window_s=options.digest_window_s,
+        channel_rate_limits=options.deliver,
     )
 
     chaos = Chaos(options.chaos_rate, options.seed) if options.chaos_rate else None
@@ -261,7 +299,9 @@ def replay(options: ReplayOptions) -> ReplayReport:
             chaos.attach_dynamodb(functions_dynamodb.unwrapped)
 
         invoker = local_invoker(names, knobs, workers=options.workers)
-        capture = CapturingNotifier(notifications, LOCAL_REGION)
+        capture = CapturingNotifier(
+            notifications, LOCAL_REGION, deliver_with=local_channel_notifier(aws) if options.deliver else None
+        )
         wiring = local_wiring(
             aws,
             knobs,
@@ -299,6 +339,7 @@ def replay(options: ReplayOptions) -> ReplayReport:
                 mapping.drain()
                 invoker.wait_idle()
                 _sweep_until_complete(tracking, invoker, names, options.sweeper_rounds, report)
+                _drain_outbox(wiring.sweeper.dispatch, options.sweeper_rounds, report)
             finally:
                 invoker.stop()
 
@@ -322,6 +363,8 @@ def replay(options: ReplayOptions) -> ReplayReport:
             )
         report.dead_letters = len(invoker.dead_letters)
         report.redeliveries_suppressed = capture.redeliveries
+        if capture.failures:
+            _write_jsonl(options.out / "delivery_failures.jsonl", capture.failures)
         report.faults_injected = dict(chaos.injected) if chaos is not None else {}
         report.invocations = {"fan-out": mapping.invocations, **invoker.invocations}
         _export(aws, options, report)

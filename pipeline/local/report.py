@@ -29,6 +29,7 @@ def print_report(report: ReplayReport, out_dir: str, stream: TextIO = sys.stdout
         ("customers / rules", f"{report.customers} / {report.rules}"),
         ("matches", report.matches),
         ("notifications", report.notifications),
+        ("  of them digests", f"{report.digests} (folding {report.folded_alerts} alerts)"),
         ("rejected (poison) records", report.rejected),
         ("batches complete", f"{report.complete_batches} / {report.batches}"),
         ("sub-tasks (parser runs)", report.subtasks),
@@ -39,6 +40,8 @@ def print_report(report: ReplayReport, out_dir: str, stream: TextIO = sys.stdout
     print("-" * (width + 14), file=stream)
     for label, value in rows:
         print(f"{label:<{width}}  {value:>10}", file=stream)
+    if report.quarantined_rules:
+        print(f"\nquarantined at run time: {', '.join(report.quarantined_rules)}", file=stream)
     if report.matches_by_rule or report.timeouts_by_rule:
         print("\nmatches per rule (customer/rule)", file=stream)
         keys = sorted(set(report.matches_by_rule) | set(report.timeouts_by_rule))

@@ -3,13 +3,18 @@ the local invoker and sinks. Replay and the integration tests both go through he
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
+import boto3
+
 from pipeline import composition
+from pipeline.adapters.channels import ChannelNotifier, build_channel_notifier
 from pipeline.config import (
     LAMBDA_ASYNC_PAYLOAD_LIMIT,
     ConsolidatorSettings,
+    DeliverySettings,
     FanOutSettings,
     ParserSettings,
     ResourceNames,
@@ -17,11 +22,11 @@ from pipeline.config import (
 )
 from pipeline.faults import NO_FAULTS, FaultPoints
 from pipeline.handlers import consolidator, parser
-from pipeline.local.aws import LocalAws
+from pipeline.local.aws import LOCAL_REGION, LocalAws, SerializedClient
 from pipeline.local.lambda_runtime import LocalAsyncInvoker
 from pipeline.ports import FunctionInvoker, MetricsSink, Notifier, RejectSink
 
-__all__ = ["LocalKnobs", "local_invoker", "local_wiring"]
+__all__ = ["LocalKnobs", "local_channel_notifier", "local_invoker", "local_wiring"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +38,11 @@ class LocalKnobs:
     rule_timeout_ms: int = 100
     invoke_backoff_s: float = 0.01
     max_redrives: int = 3
+    digest_window_s: int | None = None
+    """None: the functions' default digest window."""
+    channel_rate_limits: bool = False
+    """Off for captured notifications (nothing to protect, and waiting would only slow a replay);
+    on when delivering to real channels."""
 
     @property
     def invoke_limit(self) -> int:
@@ -47,6 +57,10 @@ def _settings(
         "batches_table": names.batches_table,
         "matches_table": names.matches_table,
     }
+    if knobs.digest_window_s is not None:
+        tables["digest_window_s"] = knobs.digest_window_s
+    if not knobs.channel_rate_limits:
+        tables["slack_interval_ms"] = tables["webhook_interval_ms"] = 0
     payload: dict[str, Any] = {}
     if knobs.max_invoke_payload_bytes is not None:
         payload = {"max_invoke_payload_bytes": knobs.max_invoke_payload_bytes, "payload_safety_bytes": 0}
@@ -70,7 +84,9 @@ def _settings(
                 "invoke_backoff_s": knobs.invoke_backoff_s,
             }
         ),
-        ConsolidatorSettings.model_validate(tables),
+        ConsolidatorSettings.model_validate(
+            {k: v for k, v in tables.items() if k in ConsolidatorSettings.model_fields}
+        ),
         SweeperSettings.model_validate(
             {
                 **tables,
@@ -96,6 +112,21 @@ def local_invoker(names: ResourceNames, knobs: LocalKnobs, *, workers: int) -> L
     )
 
 
+def local_channel_notifier(aws: LocalAws, settings: DeliverySettings | None = None) -> ChannelNotifier:
+    """Real delivery from the laptop (`logfan replay --deliver`): HTTP to the channels' URLs, SNS and
+    EventBridge to the emulated account. Loopback URLs are allowed: a replay never runs on AWS."""
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=LOCAL_REGION
+    )
+    events = SerializedClient(session.client("events"), threading.RLock())
+    return build_channel_notifier(
+        settings or DeliverySettings(allow_loopback_channels=True),
+        region=LOCAL_REGION,
+        sns_client=aws.sns,
+        events_client=events,
+    )
+
+
 def local_wiring(
     aws: LocalAws,
     knobs: LocalKnobs,
@@ -115,5 +146,7 @@ def local_wiring(
         fan_out=composition.build_fan_out(fan_out_settings, client, invoker, rejects, metrics, clock, faults),
         parser=composition.build_parser(parser_settings, client, invoker, notifier, metrics, clock, faults),
         consolidator=composition.build_consolidator(consolidator_settings, client, metrics, clock, faults),
-        sweeper=composition.build_sweeper(sweeper_settings, client, aws.kinesis, invoker, metrics, clock),
+        sweeper=composition.build_sweeper(
+            sweeper_settings, client, aws.kinesis, invoker, notifier, metrics, clock, faults
+        ),
     )

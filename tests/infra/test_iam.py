@@ -4,7 +4,8 @@ performs with that role because of how the template configures the function.
 How the check works:
 - each adapter module declares the IAM actions its SDK calls need (`IAM_ACTIONS`);
 - `FUNCTION_ADAPTERS` below says which adapters each function is wired with (see
-  `pipeline/composition.py`: `build_fan_out`, `build_parser`, `build_consolidator`, `build_sweeper`, `rules_service`);
+  `pipeline/composition.py`: `build_fan_out`, `build_parser`, `build_consolidator`, `build_sweeper`, `rules_service`,
+  `build_authorizer`);
 - `_platform_actions` adds what Lambda does with the role: write the function's logs, send X-Ray traces
   (`Tracing: Active`), poll the Kinesis stream (a Kinesis event) and send to on-failure destinations.
 The granularity is the adapter, not the method: a role may still hold an action of an adapter the
@@ -20,16 +21,34 @@ from typing import Any
 
 import pytest
 
+from pipeline.adapters.dynamodb_api_keys import KEY_PK_PREFIX
 from tests.infra.cfn import load_template
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
 
 FUNCTION_ADAPTERS: dict[str, tuple[str, ...]] = {
     "FanOutFunction": ("dynamodb_tracking", "dynamodb_config", "lambda_invoker", "sqs_rejects"),
-    "ParserFunction": ("dynamodb_tracking", "dynamodb_config", "dynamodb_matches", "lambda_invoker", "notifiers"),
+    "ParserFunction": (
+        "dynamodb_tracking",
+        "dynamodb_config",
+        "dynamodb_matches",
+        "dynamodb_gates",
+        "dynamodb_rule_health",
+        "lambda_invoker",
+        "notifiers",
+    ),
     "ConsolidatorFunction": ("dynamodb_tracking",),
-    "SweeperFunction": ("dynamodb_tracking", "dynamodb_config", "lambda_invoker", "kinesis_reader"),
+    "SweeperFunction": (
+        "dynamodb_tracking",
+        "dynamodb_config",
+        "dynamodb_matches",
+        "dynamodb_gates",
+        "lambda_invoker",
+        "kinesis_reader",
+        "notifiers",
+    ),
     "RulesApiFunction": ("dynamodb_config",),
+    "AuthorizerFunction": ("dynamodb_api_keys",),
 }
 PENDING = {"kinesis_reader": "issue 3"}
 """Adapters another issue is writing; their missing declaration skips instead of failing."""
@@ -127,8 +146,24 @@ def test_no_wildcard_actions_and_only_x_ray_on_every_resource(template: dict[str
         assert statement["Effect"] == "Allow"
         assert not any("*" in action for action in _as_list(statement["Action"])), statement
         if "*" in _as_list(statement["Resource"]):
-            # PutTraceSegments / PutTelemetryRecords support no resource-level scoping.
-            assert set(_as_list(statement["Action"])) <= TRACING, statement
+            # PutTraceSegments / PutTelemetryRecords support no resource-level scoping (AWS's rule):
+            # exactly those two may have Resource "*", in a statement of their own.
+            assert statement["Resource"] == "*", statement
+            assert set(_as_list(statement["Action"])) == TRACING, statement
+
+
+@pytest.mark.parametrize("function_name", sorted(FUNCTION_ADAPTERS))
+def test_a_traced_function_may_send_its_traces(template: dict[str, Any], function_name: str) -> None:
+    function = _functions(template)[function_name]
+    assert _platform_actions(template, function) >= TRACING  # Tracing: Active
+    on_every_resource = {
+        action
+        for statement in _statements(template, function)
+        if statement["Resource"] == "*"
+        for action in _as_list(statement["Action"])
+    }
+
+    assert on_every_resource == TRACING
 
 
 def test_every_role_in_the_template_is_free_of_wildcard_actions(template: dict[str, Any]) -> None:
@@ -138,3 +173,13 @@ def test_every_role_in_the_template_is_free_of_wildcard_actions(template: dict[s
         for policy in resource["Properties"].get("Policies", []):
             for statement in policy["PolicyDocument"]["Statement"]:
                 assert not any("*" in action for action in _as_list(statement["Action"])), (name, statement)
+                if "*" in _as_list(statement["Resource"]):
+                    assert set(_as_list(statement["Action"])) == TRACING, (name, statement)
+
+
+def test_the_authorizer_reads_only_key_items(template: dict[str, Any]) -> None:
+    statements = _statements(template, _functions(template)["AuthorizerFunction"])
+    (read,) = [s for s in statements if any(a.startswith("dynamodb:") for a in _as_list(s["Action"]))]
+
+    assert _as_list(read["Action"]) == ["dynamodb:GetItem"]
+    assert read["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{KEY_PK_PREFIX}*"]}}

@@ -157,7 +157,14 @@ def test_a_lost_parser_invoke_is_redriven_from_the_stream_and_the_batch_complete
         h.settle()
 
         # Then it re-drove exactly that sub-task, and the batch completed once
-        assert result == {"stuck_batches": 1, "consolidations": 0, "redriven": 1, "abandoned": 0}
+        assert result == {
+            "stuck_batches": 1,
+            "consolidations": 0,
+            "redriven": 1,
+            "abandoned": 0,
+            "notifications_sent": 0,
+            "digests": 0,
+        }
         assert h.metrics.snapshot().get("SubTasksRedriven") == 1
         _assert_complete_once(h, batch.batch_id)
         (globex,) = [s for s in h.tracking.list_subtasks(batch.batch_id) if s.customer_id == "globex"]
@@ -168,7 +175,14 @@ def test_a_lost_parser_invoke_is_redriven_from_the_stream_and_the_batch_complete
         assert len(notification_ids) == 2 and set(notification_ids.values()) == {1}
 
         # And a later sweep finds nothing to do
-        assert _sweep() == {"stuck_batches": 0, "consolidations": 0, "redriven": 0, "abandoned": 0}
+        assert _sweep() == {
+            "stuck_batches": 0,
+            "consolidations": 0,
+            "redriven": 0,
+            "abandoned": 0,
+            "notifications_sent": 0,
+            "digests": 0,
+        }
 
 
 def test_a_lost_consolidator_trigger_is_reissued_by_the_sweeper_and_completes_the_batch_once(
@@ -189,7 +203,14 @@ def test_a_lost_consolidator_trigger_is_reissued_by_the_sweeper_and_completes_th
         h.settle()
 
         # Then the sweeper triggered the consolidator, which wrote the summary once
-        assert result == {"stuck_batches": 1, "consolidations": 1, "redriven": 0, "abandoned": 0}
+        assert result == {
+            "stuck_batches": 1,
+            "consolidations": 1,
+            "redriven": 0,
+            "abandoned": 0,
+            "notifications_sent": 0,
+            "digests": 0,
+        }
         completed = _assert_complete_once(h, batch.batch_id)
         assert completed.summary is not None and completed.summary.matches == len(expected)
         assert set(_match_keys(h)) == expected
@@ -213,7 +234,14 @@ def test_a_sub_task_whose_records_left_the_stream_is_abandoned_and_the_batch_com
         h.settle()
 
         # Then the sub-task is abandoned (with a metric to alarm on) and the batch says so
-        assert result == {"stuck_batches": 1, "consolidations": 1, "redriven": 0, "abandoned": 1}
+        assert result == {
+            "stuck_batches": 1,
+            "consolidations": 1,
+            "redriven": 0,
+            "abandoned": 1,
+            "notifications_sent": 0,
+            "digests": 0,
+        }
         assert h.metrics.snapshot().get("AbandonedSubTasks") == 1
         statuses = {s.customer_id: s.status for s in h.tracking.list_subtasks(batch.batch_id)}
         assert statuses == {"acme": SubTaskStatus.FINISHED, "globex": SubTaskStatus.ABANDONED}
@@ -244,7 +272,14 @@ def test_a_sub_task_that_never_finishes_is_abandoned_once_its_redrives_are_exhau
         # Then each of the first runs re-drove it, the next one abandoned it, and the batch completed
         assert [r["redriven"] for r in redriving] == [1] * max_redrives
         assert still_open.batch_id == batch.batch_id
-        assert last == {"stuck_batches": 1, "consolidations": 1, "redriven": 0, "abandoned": 1}
+        assert last == {
+            "stuck_batches": 1,
+            "consolidations": 1,
+            "redriven": 0,
+            "abandoned": 1,
+            "notifications_sent": 0,
+            "digests": 0,
+        }
         assert len(lost.swallowed) == 1 + max_redrives
         (globex,) = [s for s in h.tracking.list_subtasks(batch.batch_id) if s.customer_id == "globex"]
         assert globex.status is SubTaskStatus.ABANDONED
@@ -272,7 +307,14 @@ def test_a_sub_task_with_a_live_lease_is_left_to_its_holder(aws: LocalAws, tmp_p
         h.settle()
 
         # Then the sweeper leaves it alone
-        assert result == {"stuck_batches": 1, "consolidations": 0, "redriven": 0, "abandoned": 0}
+        assert result == {
+            "stuck_batches": 1,
+            "consolidations": 0,
+            "redriven": 0,
+            "abandoned": 0,
+            "notifications_sent": 0,
+            "digests": 0,
+        }
         assert h.invocations(PARSER) == parser_runs
         leased = h.tracking.get_subtask(batch.batch_id, globex.subtask_id)
         assert leased is not None and (leased.status, leased.redrives) == (SubTaskStatus.PENDING, 0)
