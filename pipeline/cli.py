@@ -14,6 +14,7 @@ from pipeline.cli_keys import register as register_keys
 from pipeline.cli_notify import register as register_notify
 from pipeline.cli_rules import register as register_rules
 from pipeline.cli_subscribe import register as register_subscriptions
+from pipeline.config import ResourceNames
 from pipeline.errors import LogfanError
 
 __all__ = ["main"]
@@ -32,6 +33,8 @@ def _replay(args: argparse.Namespace) -> int:
     options = ReplayOptions(
         inputs=args.inputs,
         rules=args.rules,
+        endpoint_url=args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None,
+        names=ResourceNames(args.prefix),
         out=args.out,
         plain_text=PlainTextSource(owner=args.owner, log_group=args.log_group, log_stream=args.log_stream),
         batch_size=args.batch_size,
@@ -63,13 +66,30 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     replay.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
-    replay.add_argument("--rules", required=True, type=Path, help="customers and rules (YAML or JSON)")
+    replay.add_argument(
+        "--rules",
+        type=Path,
+        default=None,
+        help="customers and rules (YAML or JSON); required without an endpoint, with one loaded into it first "
+        "(default there: the rules registered on it)",
+    )
+    replay.add_argument(
+        "--endpoint-url",
+        default=None,
+        help="run against this moto server (`logfan local up`), keeping its state, instead of a fresh in-process "
+        "emulation (default: AWS_ENDPOINT_URL)",
+    )
+    replay.add_argument(
+        "--prefix", default="logfan", help="the stack Prefix the resource names derive from (as `local up --prefix`)"
+    )
     replay.add_argument("--out", type=Path, default=Path("out/replay"), help="output directory (default out/replay)")
     replay.add_argument("--owner", default="123456789012", help="AWS account of plain-text inputs")
     replay.add_argument("--log-group", default=None, help="log group of plain-text inputs (default /replay/<stem>)")
     replay.add_argument("--log-stream", default=None, help="log stream of plain-text inputs (default: file name)")
     replay.add_argument("--batch-size", type=int, default=100, help="Kinesis records per fan-out invocation")
-    replay.add_argument("--shards", type=int, default=1, help="shards of the emulated stream")
+    replay.add_argument(
+        "--shards", type=int, default=1, help="shards of the emulated stream (on a server: only if it creates it)"
+    )
     replay.add_argument("--workers", type=int, default=4, help="concurrent async invocations")
     replay.add_argument("--rule-timeout-ms", type=int, default=100, help="time bound of one rule on one line")
     replay.add_argument(
@@ -78,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
         default=0.0,
         metavar="RATE",
         help="inject faults at every boundary with this probability (0-1): throttling, failed and "
-        "duplicated invokes, redelivered batches, crashes after each side effect",
+        "duplicated invokes, redelivered batches, crashes after each side effect (in-process emulation only)",
     )
     replay.add_argument("--seed", type=int, default=0, help="chaos seed: same seed, same faults")
     replay.add_argument(

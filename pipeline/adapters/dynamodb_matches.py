@@ -10,7 +10,7 @@ A held notification carries `held_shard` and `hold_until`, the keys of the spars
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -266,13 +266,15 @@ class DynamoDBMatchStore:
             raise translate(exc, "fold notifications into a digest") from exc
         return True
 
-    def iter_matches(self) -> Iterator[Match]:
+    def iter_matches(self, batch_ids: Collection[str] | None = None) -> Iterator[Match]:
+        """Every recorded match, or only those recorded by the batches `batch_ids` (one replay's)."""
         fields = set(Match.model_fields)
-        for document in self._scan("match"):
+        for document in self._scan_matches(batch_ids):
             yield Match.model_validate({k: v for k, v in document.items() if k in fields})
 
-    def unnotified(self) -> list[tuple[Match, str]]:
-        """Matches whose notification is not (yet) `sent`, with that notification's id.
+    def unnotified(self, batch_ids: Collection[str] | None = None) -> list[tuple[Match, str]]:
+        """Matches (of the batches `batch_ids`, when given) whose notification is not (yet) `sent`,
+        with that notification's id.
 
         An audit for the local runtime and operators: after everything settles it must be empty,
         or a notification stayed in the outbox.
@@ -281,9 +283,14 @@ class DynamoDBMatchStore:
         fields = set(Match.model_fields)
         return [
             (Match.model_validate({k: v for k, v in d.items() if k in fields}), str(d["notification_id"]))
-            for d in self._scan("match")
+            for d in self._scan_matches(batch_ids)
             if not _delivered(str(d["notification_id"]), notifications)
         ]
+
+    def _scan_matches(self, batch_ids: Collection[str] | None) -> Iterator[dict[str, Any]]:
+        for document in self._scan("match"):
+            if batch_ids is None or document.get("batch_id") in batch_ids:
+                yield document
 
     def outbox(self) -> list[OutboxEntry]:
         """Every notification in the outbox (reports and tests)."""

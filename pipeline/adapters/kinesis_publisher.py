@@ -21,6 +21,7 @@ __all__ = [
     "PUT_RECORDS_MAX_BYTES",
     "KinesisPublisher",
     "OutgoingRecord",
+    "SequenceRange",
 ]
 
 IAM_ACTIONS = frozenset({"kinesis:PutRecords"})
@@ -49,6 +50,25 @@ class OutgoingRecord:
         return len(self.data) + len(self.partition_key.encode())
 
 
+@dataclass(frozen=True, slots=True)
+class SequenceRange:
+    """The first and last sequence number of a run of records in one shard (inclusive)."""
+
+    first: str
+    last: str
+
+    def widened(self, sequence_number: str) -> SequenceRange:
+        """This range stretched to hold `sequence_number` (sequence numbers compare as integers)."""
+        number = int(sequence_number)
+        return SequenceRange(
+            first=sequence_number if number < int(self.first) else self.first,
+            last=sequence_number if number > int(self.last) else self.last,
+        )
+
+    def __contains__(self, sequence_number: object) -> bool:
+        return isinstance(sequence_number, str) and int(self.first) <= int(sequence_number) <= int(self.last)
+
+
 def _calls(records: Sequence[OutgoingRecord]) -> Iterator[list[OutgoingRecord]]:
     call: list[OutgoingRecord] = []
     size = 0
@@ -67,6 +87,9 @@ class KinesisPublisher:
         self._client = client
         self._stream = stream_name
         self._sleep = sleep
+        self.published: dict[str, SequenceRange] = {}
+        """Per shard, where the records this publisher put landed: a reader of a stream that holds
+        older records too (a persistent local server) reads exactly these."""
 
     def publish(self, records: Sequence[OutgoingRecord]) -> int:
         """Put every record, in order per partition key; returns how many calls it took."""
@@ -84,6 +107,9 @@ class KinesisPublisher:
                     raise PublishError(f"put records: {exc}") from exc
                 calls += 1
                 results = response["Records"]
+                for result in results:
+                    if "ErrorCode" not in result:
+                        self._note(result["ShardId"], result["SequenceNumber"])
                 pending = [r for r, result in zip(pending, results, strict=True) if "ErrorCode" in result]
                 if not pending:
                     break
@@ -91,3 +117,9 @@ class KinesisPublisher:
             else:
                 raise PublishError(f"put records: {len(pending)} record(s) still refused after {ATTEMPTS} attempts")
         return calls
+
+    def _note(self, shard_id: str, sequence_number: str) -> None:
+        known = self.published.get(shard_id)
+        self.published[shard_id] = (
+            SequenceRange(sequence_number, sequence_number) if known is None else known.widened(sequence_number)
+        )

@@ -1,9 +1,11 @@
-"""Emulated AWS for the local runtime: moto in-process, resources named as the SAM template names them.
+"""Emulated AWS for the local runtime: moto in-process (or a moto server at an endpoint, such as the one
+`logfan local up` starts), resources named as the SAM template names them.
 
 moto's backends are plain dicts without locks, and the local runtime calls them from several
 worker threads (concurrent parser invocations). Every client handed out is therefore wrapped so
 that one AWS call runs at a time, which is also how a real service serialises conditional writes
-on one item.
+on one item. A server would cope with concurrent calls, but its clients are wrapped the same way, so
+a replay behaves the same on either.
 """
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ from botocore.config import Config
 
 from pipeline.config import ResourceNames
 
-__all__ = ["LOCAL_ACCOUNT", "LOCAL_REGION", "LocalAws", "SerializedClient", "create_resources", "local_aws"]
+__all__ = [
+    "LOCAL_ACCOUNT",
+    "LOCAL_REGION",
+    "LocalAws",
+    "SerializedClient",
+    "create_resources",
+    "endpoint_aws",
+    "local_aws",
+]
 
 LOCAL_REGION = "us-east-1"
 LOCAL_ACCOUNT = "123456789012"
@@ -62,6 +72,8 @@ class LocalAws:
     poison_queue_url: str
     new_dynamodb: Callable[[], Any]
     """Another DynamoDB client on the same emulated account (e.g. one for chaos to break)."""
+    endpoint_url: str | None = None
+    """The server every client talks to; None: moto in-process."""
 
 
 def _tables(names: ResourceNames) -> list[dict[str, Any]]:
@@ -151,6 +163,7 @@ def create_resources(
         sns=wrap(sns),
         stream_arn=stream_arn,
         poison_queue_url=queue_url,
+        endpoint_url=client_kwargs.get("endpoint_url"),
     )
 
 
@@ -165,3 +178,9 @@ def local_aws(names: ResourceNames | None = None, *, shards: int = 1) -> Iterato
 
     with mock_aws():
         yield create_resources(_session(), names or ResourceNames(), shards=shards)
+
+
+def endpoint_aws(endpoint_url: str, names: ResourceNames | None = None, *, shards: int = 1) -> LocalAws:
+    """The emulated account of the server at `endpoint_url`, with logfan's resources (created when
+    missing; `shards` applies only to a stream created now). What it holds stays for the next run."""
+    return create_resources(_session(), names or ResourceNames(), shards=shards, endpoint_url=endpoint_url)

@@ -4,16 +4,20 @@ For each shard it reads records in order, cuts them into batches (`batch_size` r
 6 MB of data, as the real mapping does), calls the handler with a Lambda-shaped Kinesis event and
 honours `batchItemFailures`: the batch is retried from the lowest failed sequence number. After
 `max_retry_attempts` the records go to the on-failure destination and the shard moves on.
+
+On a stream that outlives one replay (a persistent local server) the mapping is given the sequence
+ranges the replay published and delivers only those, as a mapping created at that point would.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.adapters.kinesis_publisher import SequenceRange
 from pipeline.local.chaos import Chaos
 from pipeline.local.lambda_runtime import Handler, LocalLambdaContext
 
@@ -57,19 +61,34 @@ class EventSourceMapping:
     on_progress: Callable[[int], None] | None = None
     chaos: Chaos | None = None
     """Redelivers some batches the function already processed, as Kinesis may."""
+    ranges: Mapping[str, SequenceRange] | None = None
+    """Per shard, the only records to deliver (other shards are skipped); None: every record of every
+    shard from TRIM_HORIZON, for a stream created for this run."""
     discarded: list[DiscardedRecords] = field(default_factory=list)
     invocations: int = 0
     delivered_records: int = 0
 
+    def _iterator(self, shard_id: str) -> str:
+        wanted = self.ranges.get(shard_id) if self.ranges is not None else None
+        position: dict[str, str] = (
+            {"ShardIteratorType": "TRIM_HORIZON"}
+            if wanted is None
+            else {"ShardIteratorType": "AT_SEQUENCE_NUMBER", "StartingSequenceNumber": wanted.first}
+        )
+        return str(
+            self.kinesis.get_shard_iterator(StreamName=self.stream_name, ShardId=shard_id, **position)["ShardIterator"]
+        )
+
     def read_shard(self, shard_id: str) -> list[StreamRecord]:
-        """Every record currently in the shard, oldest first."""
-        iterator = self.kinesis.get_shard_iterator(
-            StreamName=self.stream_name, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
+        """Every record currently in the shard (or in its range, when given), oldest first."""
+        wanted = self.ranges.get(shard_id) if self.ranges is not None else None
+        iterator: str | None = self._iterator(shard_id)
         records: list[StreamRecord] = []
         while iterator:
             response = self.kinesis.get_records(ShardIterator=iterator, Limit=10_000)
             for record in response["Records"]:
+                if wanted is not None and int(record["SequenceNumber"]) > int(wanted.last):
+                    return records
                 records.append(
                     StreamRecord(
                         shard_id=shard_id,
@@ -175,7 +194,9 @@ class EventSourceMapping:
             position = retry_at
 
     def drain(self) -> None:
-        """Deliver everything in every shard, shard by shard (each shard is ordered on its own)."""
+        """Deliver everything in every shard (or in the ranges given), shard by shard (each shard is
+        ordered on its own)."""
         shards = self.kinesis.list_shards(StreamName=self.stream_name)["Shards"]
         for shard in shards:
-            self.drain_shard(shard["ShardId"])
+            if self.ranges is None or shard["ShardId"] in self.ranges:
+                self.drain_shard(shard["ShardId"])

@@ -4,6 +4,12 @@ inputs -> Kinesis stream (moto) -> event source mapping -> fan-out handler
        -> async invoke queue -> parser handlers -> consolidator handler
 then the tables are exported to DIR: matches.jsonl, notifications.jsonl, batches.jsonl,
 rejected.jsonl.
+
+By default every replay gets a fresh in-process moto account. With `endpoint_url` (`logfan local up`)
+it runs against that server's account instead: the handlers still run here, the rules are the ones
+registered there (or a rules file loaded into it first), the mapping delivers only the records this
+replay published, and the outputs cover only this replay's batches. What earlier replays recorded
+stays: a log event they matched is not matched (nor notified) again.
 """
 
 from __future__ import annotations
@@ -12,18 +18,20 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline import composition
 from pipeline.adapters.dynamodb_config import DynamoDBConfigStore
 from pipeline.adapters.dynamodb_matches import DynamoDBMatchStore
 from pipeline.adapters.dynamodb_tracking import DynamoDBTrackingStore
-from pipeline.adapters.kinesis_publisher import KinesisPublisher
+from pipeline.adapters.kinesis_publisher import KinesisPublisher, SequenceRange
 from pipeline.config import (
     LAMBDA_ASYNC_PAYLOAD_LIMIT,
     ResourceNames,
@@ -32,14 +40,14 @@ from pipeline.delivery import DispatchDeps, dispatch
 from pipeline.errors import ConfigurationError
 from pipeline.faults import NO_FAULTS, FaultPoints
 from pipeline.handlers import fan_out, sweeper
-from pipeline.local.aws import LOCAL_REGION, LocalAws, local_aws
+from pipeline.local.aws import LOCAL_REGION, LocalAws, endpoint_aws, local_aws
 from pipeline.local.chaos import Chaos, ChaosInvoker
 from pipeline.local.inputs import PlainTextSource, read_inputs
 from pipeline.local.kinesis import EventSourceMapping
 from pipeline.local.lambda_runtime import LocalAsyncInvoker, LocalLambdaContext
 from pipeline.local.sinks import CapturingNotifier, JsonlRejectSink, JsonlWriter
 from pipeline.local.wiring import LocalKnobs, local_channel_notifier, local_invoker, local_wiring
-from pipeline.models import BatchStatus
+from pipeline.models import BatchRecord, BatchStatus
 from pipeline.observability import CountingMetrics
 from pipeline.rules_file import RulesFile, load_rules_file
 
@@ -53,7 +61,8 @@ OUTPUT_FILES = ("matches.jsonl", "notifications.jsonl", "batches.jsonl", "reject
 @dataclass(frozen=True)
 class ReplayOptions:
     inputs: list[Path]
-    rules: Path
+    rules: Path | None
+    """Customers and rules to register first; None only with `endpoint_url` (its registered rules)."""
     out: Path
     plain_text: PlainTextSource = field(default_factory=PlainTextSource)
     batch_size: int = 100
@@ -74,6 +83,10 @@ class ReplayOptions:
     """Called with (records delivered so far, records in all) as the mapping advances."""
     deliver: bool = False
     """Really deliver (HTTP to the channels' URLs, SNS/EventBridge to the emulated account); else capture."""
+    endpoint_url: str | None = None
+    """A moto server (`logfan local up`) to run against, keeping its state; None: a fresh in-process moto."""
+    names: ResourceNames = field(default_factory=ResourceNames)
+    """The resources' names (the stack prefix; `logfan local up --prefix`)."""
 
 
 @dataclass
@@ -103,12 +116,18 @@ class ReplayReport:
     """Matches whose notification never left the outbox."""
     faults_injected: dict[str, int] = field(default_factory=dict)
     redeliveries_suppressed: int = 0
+    """Notifications delivered again after a crash, which receivers drop by notification_id."""
     digests: int = 0
     """Digests the outbox sent in place of a rule's held alerts."""
     folded_alerts: int = 0
     quarantined_rules: list[str] = field(default_factory=list)
     """customer/rule of every rule the parsers quarantined for overrunning its time budget."""
-    """Notifications delivered again after a crash, which receivers drop by notification_id."""
+    endpoint_url: str | None = None
+    """The server replayed against; None: a fresh in-process moto."""
+    rules_loaded_from: str | None = None
+    """With an endpoint: the rules file loaded into the server first (None: its registered rules)."""
+    already_recorded_matches: int = 0
+    """Matches found whose log event an earlier run had already matched: not recorded nor notified again."""
     wall_time_s: float = 0.0
     metrics: dict[str, float] = field(default_factory=dict)
 
@@ -135,11 +154,30 @@ def _write_jsonl(path: Path, documents: list[dict[str, Any]]) -> None:
     )
 
 
-def _export(aws: LocalAws, options: ReplayOptions, report: ReplayReport) -> None:
+def _published_by_this_run(batch: BatchRecord, ranges: Mapping[str, SequenceRange] | None) -> bool:
+    """Whether the batch is made of records this run published (every batch, on a fresh stream)."""
+    if ranges is None:
+        return True
+    published = ranges.get(batch.shard_id)
+    return published is not None and batch.first_sequence in published
+
+
+def _this_run_batches(aws: LocalAws, ranges: Mapping[str, SequenceRange] | None) -> list[BatchRecord]:
+    batches = DynamoDBTrackingStore(aws.dynamodb, aws.names.batches_table).iter_batches()
+    return [batch for batch in batches if _published_by_this_run(batch, ranges)]
+
+
+def _export(
+    aws: LocalAws, options: ReplayOptions, report: ReplayReport, ranges: Mapping[str, SequenceRange] | None
+) -> None:
+    """Write the outputs and fill the report: every batch of the account, or with `ranges` only the
+    batches made of those records and the matches they recorded."""
     names = aws.names
+    these_batches = _this_run_batches(aws, ranges)
+    batch_ids = None if ranges is None else {batch.batch_id for batch in these_batches}
     store = DynamoDBMatchStore(aws.dynamodb, names.matches_table)
-    matches = sorted(store.iter_matches(), key=lambda m: (m.customer_id, m.rule_id, m.timestamp, m.event_id))
-    unnotified = store.unnotified()
+    matches = sorted(store.iter_matches(batch_ids), key=lambda m: (m.customer_id, m.rule_id, m.timestamp, m.event_id))
+    unnotified = store.unnotified(batch_ids)
     report.unnotified_matches = len(unnotified)
     if unnotified:
         _write_jsonl(
@@ -157,7 +195,7 @@ def _export(aws: LocalAws, options: ReplayOptions, report: ReplayReport) -> None
     report.notifications = len(captured)
 
     batches: list[dict[str, Any]] = []
-    for batch in DynamoDBTrackingStore(aws.dynamodb, names.batches_table).iter_batches():
+    for batch in these_batches:
         line: dict[str, Any] = {
             "batch_id": batch.batch_id,
             "status": batch.status.value,
@@ -217,6 +255,16 @@ def _check_options(options: ReplayOptions) -> None:
         problems.append(f"max_invoke_payload_bytes must be between 4096 and {LAMBDA_ASYNC_PAYLOAD_LIMIT}, not {limit}")
     if problems:
         raise ConfigurationError("invalid replay options: " + "; ".join(problems))
+    if options.rules is None and options.endpoint_url is None:
+        raise ConfigurationError(
+            "--rules FILE is required: a replay on its own in-process emulation has no rules registered "
+            "(or replay against a server holding them: --endpoint-url / AWS_ENDPOINT_URL, see `logfan local up`)"
+        )
+    if options.endpoint_url is not None and options.chaos_rate:
+        raise ConfigurationError(
+            "--chaos needs the in-process emulation (its faults, crashes and left-overs stay out of any server): "
+            "replay without --endpoint-url / AWS_ENDPOINT_URL"
+        )
 
 
 def _sweep_until_complete(
@@ -257,26 +305,62 @@ def _drain_outbox(deps: DispatchDeps, rounds: int, report: ReplayReport) -> None
             return
 
 
+@contextmanager
+def _account(options: ReplayOptions) -> Iterator[LocalAws]:
+    """A fresh in-process account for this run, or the account of the server at the endpoint (kept)."""
+    if options.endpoint_url is None:
+        with local_aws(options.names, shards=options.shards) as aws:
+            yield aws
+        return
+    try:
+        aws = endpoint_aws(options.endpoint_url, options.names, shards=options.shards)
+    except (BotoCoreError, ClientError) as exc:
+        raise ConfigurationError(f"cannot set up logfan's resources at {options.endpoint_url}: {exc}") from exc
+    yield aws
+
+
+def _register_rules(aws: LocalAws, rules_file: RulesFile | None, report: ReplayReport) -> None:
+    """Load the rules file into the account, if there is one; on a server, count what the parsers will
+    find there (customers registered earlier included) and refuse an account without customers."""
+    config = DynamoDBConfigStore(aws.dynamodb, aws.names.config_table)
+    if rules_file is not None:
+        load_config(config, rules_file)
+    if aws.endpoint_url is None:
+        return
+    customers = config.list_customers()
+    if not customers:
+        raise ConfigurationError(
+            f"no customer is registered at {aws.endpoint_url} (table {aws.names.config_table}): register one "
+            "with `logfan customers add` (or `logfan rules import FILE`), or pass --rules FILE"
+        )
+    report.customers = len(customers)
+    report.rules = sum(len(config.list_rules(customer.customer_id)) for customer in customers)
+
+
 def replay(options: ReplayOptions) -> ReplayReport:
     """Run the whole pipeline over `options.inputs`; raises `ConfigurationError` / `RulesFileError` /
     `InputError` up front."""
     _check_options(options)
     started = time.perf_counter()
-    rules_file = load_rules_file(options.rules)
-    rules_path = options.rules.resolve()
+    rules_file = load_rules_file(options.rules) if options.rules is not None else None
+    rules_path = options.rules.resolve() if options.rules is not None else None
     inputs = [
         (path, records)
         for path, records in read_inputs(options.inputs, options.plain_text)
         if path.resolve() != rules_path
     ]
-    report = ReplayReport(files=len(inputs), customers=len(rules_file.customers), rules=len(rules_file.rules))
+    report = ReplayReport(files=len(inputs), endpoint_url=options.endpoint_url)
+    if rules_file is not None:
+        report.customers, report.rules = len(rules_file.customers), len(rules_file.rules)
+        if options.endpoint_url is not None:
+            report.rules_loaded_from = str(options.rules)
     outgoing = [record for _, records in inputs for record in records]
     report.records = len(outgoing)
 
     options.out.mkdir(parents=True, exist_ok=True)
     rejected = JsonlWriter(options.out / "rejected.jsonl")
     notifications = JsonlWriter(options.out / "notifications.jsonl")
-    names = ResourceNames()
+    names = options.names
     metrics = CountingMetrics()
     knobs = LocalKnobs(
         max_invoke_payload_bytes=options.max_invoke_payload_bytes,
@@ -289,9 +373,12 @@ def replay(options: ReplayOptions) -> ReplayReport:
 
     chaos = Chaos(options.chaos_rate, options.seed) if options.chaos_rate else None
 
-    with local_aws(names, shards=options.shards) as aws:
-        load_config(DynamoDBConfigStore(aws.dynamodb, names.config_table), rules_file)
-        KinesisPublisher(aws.kinesis, names.stream).publish(outgoing)
+    with _account(options) as aws:
+        _register_rules(aws, rules_file, report)
+        publisher = KinesisPublisher(aws.kinesis, names.stream)
+        publisher.publish(outgoing)
+        # A server's stream still holds earlier replays' records: deliver and report only this run's.
+        ranges = None if aws.endpoint_url is None else dict(publisher.published)
         # The functions get their own client, the one chaos breaks; the runtime's bookkeeping
         # (is anything still open? export) reads through the undisturbed one.
         functions_dynamodb = aws.new_dynamodb()
@@ -331,6 +418,7 @@ def replay(options: ReplayOptions) -> ReplayReport:
             max_retry_attempts=options.max_retry_attempts if chaos is None else 10_000,
             on_progress=progress,
             chaos=chaos,
+            ranges=ranges,
         )
         tracking = DynamoDBTrackingStore(aws.dynamodb, names.batches_table)
         with composition.install(wiring):
@@ -367,7 +455,8 @@ def replay(options: ReplayOptions) -> ReplayReport:
             _write_jsonl(options.out / "delivery_failures.jsonl", capture.failures)
         report.faults_injected = dict(chaos.injected) if chaos is not None else {}
         report.invocations = {"fan-out": mapping.invocations, **invoker.invocations}
-        _export(aws, options, report)
+        report.already_recorded_matches = int(metrics.snapshot().get("DuplicateMatches", 0))
+        _export(aws, options, report, ranges)
 
     report.rejected = sum(1 for _ in (options.out / "rejected.jsonl").open(encoding="utf-8"))
     report.metrics = metrics.snapshot()

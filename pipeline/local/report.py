@@ -10,16 +10,18 @@ from pipeline.local.replay import ReplayReport
 __all__ = ["print_progress", "print_report"]
 
 
-def print_progress(delivered: int, total: int, stream: TextIO = sys.stderr) -> None:
+def print_progress(delivered: int, total: int, stream: TextIO | None = None) -> None:
     """A single updating line, only for inputs large enough to be worth watching."""
     if total < 200:
         return
+    stream = stream or sys.stderr  # looked up now: sys.stderr may be replaced after import (tests capture it)
     end = "\n" if delivered >= total else ""
     stream.write(f"\r  replaying: {delivered}/{total} Kinesis records ({100 * delivered // total}%)" + end)
     stream.flush()
 
 
-def print_report(report: ReplayReport, out_dir: str, stream: TextIO = sys.stdout) -> None:
+def print_report(report: ReplayReport, out_dir: str, stream: TextIO | None = None) -> None:
+    stream = stream or sys.stdout  # looked up now, as in `print_progress`
     rows = [
         ("input files", report.files),
         ("kinesis records", report.records),
@@ -35,11 +37,21 @@ def print_report(report: ReplayReport, out_dir: str, stream: TextIO = sys.stdout
         ("sub-tasks (parser runs)", report.subtasks),
         ("wall time", f"{report.wall_time_s:.2f} s"),
     ]
+    if report.endpoint_url is not None:
+        after_matches = rows.index(("matches", report.matches)) + 1
+        rows.insert(after_matches, ("  found again (recorded earlier)", report.already_recorded_matches))
     width = max(len(label) for label, _ in rows)
     print("\nlogfan replay summary", file=stream)
     print("-" * (width + 14), file=stream)
     for label, value in rows:
         print(f"{label:<{width}}  {value:>10}", file=stream)
+    if report.endpoint_url is not None:
+        rules = f"{report.rules_loaded_from}, loaded into it first" if report.rules_loaded_from else "registered there"
+        print(
+            f"\nagainst {report.endpoint_url} (kept for the next run); rules: {rules}. The counts and outputs "
+            "cover only this run's records; matches already recorded were not notified again.",
+            file=stream,
+        )
     if report.quarantined_rules:
         print(f"\nquarantined at run time: {', '.join(report.quarantined_rules)}", file=stream)
     if report.matches_by_rule or report.timeouts_by_rule:

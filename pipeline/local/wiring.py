@@ -114,11 +114,12 @@ def local_invoker(names: ResourceNames, knobs: LocalKnobs, *, workers: int) -> L
 
 def local_channel_notifier(aws: LocalAws, settings: DeliverySettings | None = None) -> ChannelNotifier:
     """Real delivery from the laptop (`logfan replay --deliver`): HTTP to the channels' URLs, SNS and
-    EventBridge to the emulated account. Loopback URLs are allowed: a replay never runs on AWS."""
+    EventBridge to the emulated account (in-process, or the server `aws` talks to). Loopback URLs are
+    allowed: a replay never runs on AWS."""
     session = boto3.session.Session(
         aws_access_key_id="testing", aws_secret_access_key="testing", region_name=LOCAL_REGION
     )
-    events = SerializedClient(session.client("events"), threading.RLock())
+    events = SerializedClient(session.client("events", endpoint_url=aws.endpoint_url), threading.RLock())
     return build_channel_notifier(
         settings or DeliverySettings(allow_loopback_channels=True),
         region=LOCAL_REGION,

@@ -72,6 +72,24 @@ def test_the_publisher_puts_at_most_500_records_a_call_and_the_stream_keeps_them
     assert [record.data for record in stored] == [record.data for record in records]
 
 
+def test_a_mapping_given_the_published_ranges_delivers_only_those_records(aws: LocalAws) -> None:
+    # Given a stream holding an earlier run's records, then this run's, published by its own publisher
+    _publish(aws, 3)
+    publisher = KinesisPublisher(aws.kinesis, aws.names.stream)
+    publisher.publish([OutgoingRecord("key", f"new {index}".encode()) for index in range(5)])
+    handler = RecordingHandler()
+
+    # When a mapping is given the ranges that publisher put
+    mapping = _mapping(aws, handler)
+    mapping.ranges = publisher.published
+    mapping.drain()
+
+    # Then only this run's records are delivered, in order
+    assert list(publisher.published) == [SHARD]
+    assert handler.data == [f"new {index}" for index in range(5)]
+    assert mapping.delivered_records == 5
+
+
 def test_a_reported_item_failure_is_redelivered_starting_exactly_at_that_record(aws: LocalAws) -> None:
     # Given 10 records delivered 4 at a time, and a handler failing record 6 the first time only
     sequence = _publish(aws, 10)
