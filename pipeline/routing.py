@@ -14,8 +14,9 @@ import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-import orjson
+import msgspec
 import pydantic_core
+from pydantic import BaseModel
 
 from pipeline.decoding import DecodedMessage
 from pipeline.models import StreamEvents, SubTaskPayload
@@ -39,10 +40,18 @@ _STREAMS_FIELD = b'"streams":[]'
 _EVENTS_FIELD = b'"events":[]'
 _BETWEEN_EVENTS = b'"},{"id":"'
 
+_json_string = msgspec.json.Encoder().encode
+"""A string as JSON, byte for byte as pydantic writes it (`ensure_ascii=False`, the same escapes)."""
 
-@dataclass(frozen=True, slots=True)
-class DecodedRecord:
-    """A Kinesis record that decoded into a data message."""
+
+class _EventId(msgspec.Struct):
+    """Just the id of an encoded event, to name one that fits no payload."""
+
+    id: str
+
+
+class DecodedRecord(msgspec.Struct, frozen=True, gc=False):
+    """A Kinesis record that decoded into a data message (a struct, like `DecodedMessage`: one per record)."""
 
     sequence_number: str
     message: DecodedMessage
@@ -61,9 +70,11 @@ class OversizedEvent:
     sequence_number: str
 
 
-@dataclass(frozen=True, slots=True)
-class PlannedStream:
-    """One stream of a planned payload: its JSON up to the events, the encoded events, and the rest."""
+class PlannedStream(msgspec.Struct, frozen=True, gc=False):
+    """One stream of a planned payload: its JSON up to the events, the encoded events, and the rest.
+
+    A struct, like `DecodedRecord`: a plan makes one per stream of every sub-task.
+    """
 
     head: bytes
     pieces: tuple[memoryview, ...]
@@ -141,25 +152,82 @@ def encode_payload(payload: SubTaskPayload) -> bytes:
     return pydantic_core.to_json(payload)
 
 
-def _split_at(encoded: bytes, empty_field: bytes) -> tuple[bytes, bytes]:
-    """`encoded` cut inside the empty list of `empty_field` (a key, so it cannot occur inside a string)."""
-    at = encoded.index(empty_field) + len(empty_field) - 1
-    return encoded[:at], encoded[at:]
+class _Template:
+    """A model's JSON, written by the model once, with holes for some of its strings, cut inside one empty list.
+
+    Filling the holes writes each string where the model wrote a marker, as the model would
+    (msgspec writes a JSON string byte for byte as pydantic does): a stream's or a sub-task's JSON
+    then costs a few string writes instead of a model built and serialised. The tests hold every
+    payload to `encode_payload`, which would also catch a model field that came to depend on them.
+    """
+
+    def __init__(self, model: BaseModel, markers: Sequence[str], empty_list: bytes) -> None:
+        encoded = pydantic_core.to_json(model)
+        # The cut is inside `empty_list`, a key and its `[]`: a key, so it cannot occur inside a string.
+        cut = encoded.index(empty_list) + len(empty_list) - 1
+        holes = sorted((encoded.index(_json_string(marker)), index) for index, marker in enumerate(markers))
+        before: list[bytes | int] = []
+        after: list[bytes | int] = []
+        start = 0
+        for at, index in [*holes, (len(encoded), -1)]:
+            if start <= cut <= at:
+                before.append(encoded[start:cut])
+                after.append(encoded[cut:at])
+            else:
+                (before if at < cut else after).append(encoded[start:at])
+            if index >= 0:
+                (before if at < cut else after).append(index)
+                start = at + len(_json_string(markers[index]))
+        self._before = _Side(before)
+        self._after = _Side(after)
+
+    def fill(self, values: Sequence[str]) -> tuple[bytes, bytes]:
+        """The JSON before and after the cut, `values[i]` written in the i-th marker's place."""
+        return self._before.fill(values), self._after.fill(values)
 
 
-class _StreamHeads:
-    """Each stream's JSON around its events, written by the model once per stream per plan."""
+class _Side:
+    """Literal bytes and holes (indexes into the values) in order; the bytes alone when there is no hole."""
+
+    def __init__(self, parts: list[bytes | int]) -> None:
+        self._parts = parts
+        self._constant = b"".join(part for part in parts if isinstance(part, bytes))
+        self._has_holes = any(isinstance(part, int) for part in parts)
+
+    def fill(self, values: Sequence[str]) -> bytes:
+        if not self._has_holes:
+            return self._constant
+        return b"".join([part if isinstance(part, bytes) else _json_string(values[part]) for part in self._parts])
+
+
+class _PayloadParts:
+    """The JSON a plan writes around encoded events: each stream's (once per stream) and each sub-task's."""
 
     def __init__(self) -> None:
+        markers = ("\x00owner\x00", "\x00log_group\x00", "\x00log_stream\x00")
+        owner, log_group, log_stream = markers
+        self._streams = _Template(
+            StreamEvents(owner=owner, log_group=log_group, log_stream=log_stream, events=[]), markers, _EVENTS_FIELD
+        )
+        markers = ("\x00batch_id\x00", "\x00subtask_id\x00", "\x00customer_id\x00")
+        batch_id, subtask_id, customer_id = markers
+        self._envelopes = _Template(
+            SubTaskPayload(batch_id=batch_id, subtask_id=subtask_id, customer_id=customer_id, streams=[]),
+            markers,
+            _STREAMS_FIELD,
+        )
         self._known: dict[StreamKey, tuple[bytes, bytes]] = {}
 
-    def __call__(self, key: StreamKey) -> tuple[bytes, bytes]:
+    def stream(self, key: StreamKey) -> tuple[bytes, bytes]:
+        """A stream's JSON before and after its events."""
         known = self._known.get(key)
         if known is None:
-            owner, log_group, log_stream = key
-            empty = StreamEvents(owner=owner, log_group=log_group, log_stream=log_stream, events=[])
-            known = self._known[key] = _split_at(pydantic_core.to_json(empty), _EVENTS_FIELD)
+            known = self._known[key] = self._streams.fill(key)
         return known
+
+    def envelope(self, batch_id: str, subtask_id: str, customer_id: str) -> tuple[bytes, bytes]:
+        """A sub-task payload's JSON before and after its streams."""
+        return self._envelopes.fill((batch_id, subtask_id, customer_id))
 
 
 @dataclass(slots=True)
@@ -169,7 +237,7 @@ class _ChunkBuilder:
     batch_id: str
     customer_id: str
     chunk: int
-    heads: _StreamHeads
+    parts: _PayloadParts
     size: int = 0
     events: int = 0
     envelope: tuple[bytes, bytes] = (b"", b"")
@@ -177,19 +245,14 @@ class _ChunkBuilder:
     sequence_numbers: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        # The model writes the envelope, so every field it has (and any it gains) is in the payload.
-        empty = SubTaskPayload(
-            batch_id=self.batch_id,
-            subtask_id=subtask_id_for(self.customer_id, self.chunk),
-            customer_id=self.customer_id,
-            streams=[],
+        # The model's template writes the envelope, so every field it has (and any it gains) is in the payload.
+        self.envelope = self.parts.envelope(
+            self.batch_id, subtask_id_for(self.customer_id, self.chunk), self.customer_id
         )
-        encoded = encode_payload(empty)
-        self.envelope = _split_at(encoded, _STREAMS_FIELD)
-        self.size = len(encoded)
+        self.size = len(self.envelope[0]) + len(self.envelope[1])
 
     def stream_overhead(self, key: StreamKey) -> int:
-        head, tail = self.heads(key)
+        head, tail = self.parts.stream(key)
         return len(head) + len(tail)
 
     def cost(self, key: StreamKey, events_size: int) -> int:
@@ -211,7 +274,7 @@ class _ChunkBuilder:
     def build(self) -> PlannedSubTask:
         streams = []
         for key, pieces in self.streams:
-            head, tail = self.heads(key)
+            head, tail = self.parts.stream(key)
             streams.append(PlannedStream(head=head, pieces=tuple(pieces), tail=tail))
         return PlannedSubTask(
             batch_id=self.batch_id,
@@ -257,17 +320,17 @@ def plan_batch(
             key = (message.owner, message.log_group, message.log_stream)
             bucket.append((key, message, record.sequence_number))
 
-    heads = _StreamHeads()
+    parts = _PayloadParts()
     subtasks: list[PlannedSubTask] = []
     oversized: list[OversizedEvent] = []
     for customer_id in sorted(per_customer):
-        builder = _ChunkBuilder(batch_id, customer_id, chunk=0, heads=heads)
+        builder = _ChunkBuilder(batch_id, customer_id, chunk=0, parts=parts)
         empty_size = builder.size
         for key, message, sequence_number in per_customer[customer_id]:
             encoded = message.events_json
             whole = builder.cost(key, len(encoded) - 2)
             if builder.size + whole <= max_payload_bytes:
-                builder.add(key, memoryview(encoded)[1:-1], message.event_count, whole, sequence_number)
+                builder.add(key, encoded[1:-1], message.event_count, whole, sequence_number)
                 continue
             for event in _events_of(encoded):
                 builder = _place_event(
@@ -285,15 +348,16 @@ def plan_batch(
     )
 
 
-def _events_of(events_json: bytes) -> Iterator[memoryview]:
-    """A record's encoded events one by one, as views of its bytes (only where a chunk boundary falls).
+def _events_of(events_json: memoryview) -> Iterator[memoryview]:
+    """A record's encoded events one by one, as views of a copy of its bytes (only where a chunk boundary falls).
 
     Every event in `events_json` opens with its string id and closes with its message, and a quote
     inside a string is always escaped, so `"},{"id":"` occurs exactly between two events.
     """
-    view = memoryview(events_json)
+    encoded = events_json.tobytes()
+    view = memoryview(encoded)
     start = 1
-    while (at := events_json.find(_BETWEEN_EVENTS, start)) >= 0:
+    while (at := encoded.find(_BETWEEN_EVENTS, start)) >= 0:
         yield view[start : at + 2]
         start = at + 3
     yield view[start:-1]
@@ -314,7 +378,7 @@ def _place_event(
     if empty_size + builder.stream_overhead(key) + event_size > max_payload_bytes:
         # Fits no payload even alone; set aside without closing the chunk being filled.
         owner, log_group, log_stream = key
-        event_id = orjson.loads(event)["id"]
+        event_id = msgspec.json.decode(event, type=_EventId).id
         oversized.append(
             OversizedEvent(builder.customer_id, owner, log_group, log_stream, event_id, event_size, sequence_number)
         )
@@ -322,7 +386,7 @@ def _place_event(
     cost = builder.cost(key, event_size)
     if builder.size + cost > max_payload_bytes:
         subtasks.append(builder.build())
-        builder = _ChunkBuilder(builder.batch_id, builder.customer_id, chunk=builder.chunk + 1, heads=builder.heads)
+        builder = _ChunkBuilder(builder.batch_id, builder.customer_id, chunk=builder.chunk + 1, parts=builder.parts)
         cost = builder.cost(key, event_size)
     builder.add(key, event, 1, cost, sequence_number)
     return builder

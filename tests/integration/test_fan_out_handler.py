@@ -18,9 +18,9 @@ from pipeline.handlers import fan_out, sweeper
 from pipeline.local.aws import LocalAws
 from pipeline.local.kinesis import EventSourceMapping
 from pipeline.local.lambda_runtime import LocalLambdaContext
-from pipeline.models import BatchStatus, SubTaskStatus
+from pipeline.models import BatchStatus, SubTaskPayload, SubTaskStatus
 from pipeline.ports import FunctionInvoker
-from pipeline.routing import compute_batch_id
+from pipeline.routing import compute_batch_id, encode_payload
 from tests import factories as f
 from tests.faults import FlakyInvoker, FlakyRejectSink, RecordingInvoker
 from tests.harness import Harness, harness, lambda_context
@@ -224,7 +224,53 @@ def test_events_over_the_payload_limit_are_chunked_and_every_chunk_is_invoked(aw
         assert sum(len(s["events"]) for p in recorded[0].payloads for s in json.loads(p)["streams"]) == 300
         assert {s.status for s in h.tracking.list_subtasks(batch.batch_id)} == {SubTaskStatus.FINISHED}
         assert _match_keys(h) == Counter({("acme", "errors", e["id"]): 1 for e in events[::10]})
+        h.dispatch(drain=True)  # the chunks' later alerts wait for the rule's digest window
         assert sum(n["count"] for n in h.notification_lines()) == 30
+
+
+def _as_cloudwatch_writes_it(document: dict[str, Any]) -> str:
+    """A record's data as CloudWatch Logs writes it: compact JSON, UTF-8 as is, `logEvents` last."""
+    return f.encode(json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def test_records_as_cloudwatch_logs_writes_them_reach_the_parser_as_the_payload_encoder_writes_them(
+    aws: LocalAws, tmp_path: Path
+) -> None:
+    # Given compact records (their events then travel as the very bytes the records hold), with characters
+    # JSON escapes and wide ones, more than one 8 KiB payload can carry
+    recorded: list[RecordingInvoker] = []
+
+    def record(inner: FunctionInvoker) -> FunctionInvoker:
+        recorded.append(RecordingInvoker(inner, PARSER))
+        return recorded[0]
+
+    with harness(aws, tmp_path, max_invoke_payload_bytes=8192, wrap_invoker=record) as h:
+        _configure(h)
+        events = [
+            f.event(f'{"ERROR" if i % 10 == 0 else "INFO"} req {i} "quoted" \\ tab\t \x1b[0m é 😀 /path\n')
+            for i in range(120)
+        ]
+        event = f.kinesis_event(
+            [_as_cloudwatch_writes_it(f.logs_message(ACME, events=events[start : start + 40])) for start in (0, 40, 80)]
+        )
+
+        # When
+        response = h.fan_out(event)
+        h.settle()
+
+        # Then every payload sent is byte for byte what the encoder writes for it, within the limit
+        assert response == {"batchItemFailures": []}
+        sent = recorded[0].payloads
+        payloads = [SubTaskPayload.model_validate_json(payload) for payload in sent]
+        assert len(payloads) >= 2
+        assert [encode_payload(payload) for payload in payloads] == sent
+        assert max(len(payload) for payload in sent) <= 8192
+        # And the parser gets every event once, in order, and matches them
+        in_order = sorted(payloads, key=lambda payload: payload.subtask_id)
+        assert [e.model_dump() for p in in_order for s in p.streams for e in s.events] == events
+        assert _match_keys(h) == Counter({("acme", "errors", e["id"]): 1 for e in events[::10]})
+        batch = h.tracking.get_batch(_batch_id(event))
+        assert batch is not None and batch.status is BatchStatus.COMPLETE
 
 
 def test_a_parser_invoke_that_keeps_failing_sends_its_records_back_to_kinesis(aws: LocalAws, tmp_path: Path) -> None:

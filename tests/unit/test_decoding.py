@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import re
+from collections.abc import Callable
 from typing import Any
 
 import pydantic_core
@@ -13,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from pipeline.decoding import DecodedMessage, decode_record_data, decompress_gzip
+from pipeline.decoding import DecodedMessage, decode_record_data, decompress_gzip, parse_logs_message
 from pipeline.errors import PoisonRecordError
 from pipeline.models import LogsMessage
 from tests import factories as f
@@ -124,6 +126,108 @@ def test_any_accepted_events_encode_as_the_model_does(events: list[tuple[str | i
     assert message.events_json == json.dumps(
         [m.model_dump() for m in models], ensure_ascii=False, separators=(",", ":")
     ).encode("utf-8")
+
+
+def _compact(document: dict[str, Any]) -> bytes:
+    """A message as CloudWatch Logs writes it: compact JSON, UTF-8 as is, `logEvents` last."""
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _model_bytes(raw: bytes) -> bytes:
+    return pydantic_core.to_json(LogsMessage.model_validate_json(raw).log_events)
+
+
+def test_events_already_written_as_the_payload_writes_them_are_kept_in_the_message() -> None:
+    # Given a compact message, as CloudWatch Logs writes it, with characters JSON escapes and wide ones
+    raw = _compact(f.logs_message(OWNER, ['quote " backslash \\ tab \t nul \x00 esc \x1b é 😀 /', "plain"]))
+
+    # When it is parsed
+    message = parse_logs_message(raw)
+
+    # Then its events are a view of the message itself, not a copy, holding the payload encoder's bytes
+    assert message.events_json.obj is raw
+    assert message.events_json == _model_bytes(raw)
+    assert message.event_count == 2
+
+
+def _uppercase_hex(raw: bytes) -> bytes:
+    """`\\u001b` escapes written `\\u001B`, as some JSON writers do (a `\\\\` pair is a backslash, left alone)."""
+    return re.sub(rb"(?<!\\)((?:\\\\)*)\\u([0-9a-f]{4})", lambda m: m.group(1) + b"\\u" + m.group(2).upper(), raw)
+
+
+def _reordered(document: dict[str, Any]) -> bytes:
+    events = [{"message": e["message"], "id": e["id"], "timestamp": e["timestamp"]} for e in document["logEvents"]]
+    return _compact({**document, "logEvents": events})
+
+
+def _duplicate_ids(document: dict[str, Any]) -> bytes:
+    """Each event with a first `id` member the JSON's last one overrides."""
+    raw = _compact(document)
+    return raw.replace(b'{"id":', b'{"id":"overridden","id":')
+
+
+# Ways to write the same message other than the payload's: every one must give the model's bytes.
+OTHER_WRITERS: dict[str, Callable[[dict[str, Any]], bytes]] = {
+    "json.dumps defaults": lambda d: json.dumps(d).encode(),
+    "ascii escapes": lambda d: json.dumps(d, separators=(",", ":")).encode(),
+    "uppercase hex escapes": lambda d: _uppercase_hex(json.dumps(d, separators=(",", ":")).encode()),
+    "escaped slashes": lambda d: _compact(d).replace(b"/", b"\\/"),
+    "event keys reordered": _reordered,
+    "duplicate event ids": _duplicate_ids,
+    "trailing newline": lambda d: _compact(d) + b"\n",
+    "events not last": lambda d: _compact({"logEvents": d["logEvents"], **d}),
+}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    events=st.lists(
+        st.tuples(
+            st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=12),
+            st.integers(min_value=-(2**63), max_value=2**64 - 1),
+            st.text(alphabet=st.one_of(st.sampled_from('"\\/\x00\x1b\x7f\n\té😀\u2028'), st.characters(codec="utf-8"))),
+        ),
+        max_size=5,
+    ),
+    writer=st.sampled_from(sorted(OTHER_WRITERS)),
+)
+def test_events_written_any_other_way_are_written_again_as_the_payload_writes_them(
+    events: list[tuple[str, int, str]], writer: str
+) -> None:
+    # Given a message written compactly (as CloudWatch Logs does) and the same message written another way
+    document = f.logs_message(OWNER, events=[{"id": i, "timestamp": t, "message": m} for i, t, m in events])
+    compact = _compact(document)
+    other = OTHER_WRITERS[writer](document)
+
+    # When each is parsed
+    as_written = parse_logs_message(compact)
+    rewritten = parse_logs_message(other)
+
+    # Then both hold exactly the bytes the payload encoder writes for the model's events
+    assert as_written.events_json == _model_bytes(compact)
+    assert rewritten.events_json == _model_bytes(other) == _model_bytes(compact)
+    assert rewritten.log_events() == as_written.log_events()
+    # And the compact message's events are kept in place
+    assert as_written.events_json.obj is compact
+
+
+def test_the_account_level_policy_field_is_tolerated_and_other_unknown_fields_get_the_models_verdict() -> None:
+    # Given messages with the field account-level subscriptions add, and with a field nobody knows
+    with_policy = _compact({**f.logs_message(OWNER, ["a"]), "policyLevel": "ACCOUNT_LEVEL_POLICY"})
+    with_unknown = _compact({**f.logs_message(OWNER, ["b"]), "newField": {"nested": [1, 2.5, None]}})
+
+    # Then both decode to the model's events
+    assert parse_logs_message(with_policy).events_json == _model_bytes(with_policy)
+    assert parse_logs_message(with_unknown).events_json == _model_bytes(with_unknown)
+
+
+def test_bytes_that_are_not_utf8_anywhere_in_the_message_are_poison() -> None:
+    # Given a valid message but for an unknown field whose string is not UTF-8 (a decoder that skips unknown
+    # fields unread would accept it)
+    raw = b'{"junk":"caf\xe9",' + _compact(f.logs_message(OWNER, ["x"]))[1:]
+
+    # Then the record is refused, as the model refuses it
+    assert "not UTF-8" in _poison_reason(_gzip_b64(raw))
 
 
 ODD_EVENTS = [

@@ -212,6 +212,38 @@ def test_a_customers_events_are_chunked_under_the_limit_exactly() -> None:
     ]
 
 
+_NAMES = st.one_of(
+    st.sampled_from([TRICKY, "\x00owner\x00", "\x00log_group\x00", "\x00log_stream\x00", '"events":[]', ""]),
+    st.text(),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    names=st.lists(st.tuples(_NAMES, _NAMES, _NAMES), min_size=1, max_size=4),
+    batch_id=st.one_of(st.just("\x00batch_id\x00"), st.text()),
+    customer_id=st.one_of(st.just('"streams":[]'), st.text(min_size=1)),
+)
+def test_payloads_with_any_names_are_written_as_the_payload_encoder_writes_them(
+    names: list[tuple[str, str, str]], batch_id: str, customer_id: str
+) -> None:
+    # Given records whose owner, log group and log stream, and a batch and customer whose ids, hold any
+    # text: characters JSON escapes, wide ones, the markers the planner writes around, JSON-looking text
+    records = [
+        f.decoded_record(f.logs_message(owner, [f"event {i}"], log_group=group, log_stream=stream))
+        for i, (owner, group, stream) in enumerate(names)
+    ]
+
+    # When planned, every owner the customer's
+    plan = plan_batch(batch_id, records, {owner: customer_id for owner, _, _ in names}, max_payload_bytes=256 * 1024)
+
+    # Then each payload is byte for byte what the encoder writes, its streams named as they came
+    assert [k for k, _ in _events_of(plan.subtasks)] == names
+    for subtask in plan.subtasks:
+        _encoded(subtask)
+        assert (subtask.payload().batch_id, subtask.payload().customer_id) == (batch_id, customer_id)
+
+
 def test_an_event_larger_than_the_limit_is_set_aside() -> None:
     # Given a huge event between two small ones
     record = f.decoded_record(f.logs_message(GLOBEX, ["small 1", "x" * 5000, "small 2"]))
