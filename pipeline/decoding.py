@@ -153,6 +153,14 @@ def parse_logs_message(raw: bytes) -> DecodedMessage:
     # Where the bytes there are the very bytes just written, keep those and drop the copy.
     at = len(raw) - 1 - len(encoded)
     events_json = memoryview(raw)[at:-1] if at >= 0 and raw.startswith(encoded, at) else memoryview(encoded)
+    return _decoded(message, events_json)
+
+
+def _from_model(message: LogsMessage) -> DecodedMessage:
+    return _decoded(message, memoryview(pydantic_core.to_json(message.log_events)))
+
+
+def _decoded(message: _PlainMessage | LogsMessage, events_json: memoryview) -> DecodedMessage:
     return DecodedMessage(
         message_type=message.message_type,
         owner=message.owner,
@@ -161,18 +169,6 @@ def parse_logs_message(raw: bytes) -> DecodedMessage:
         subscription_filters=message.subscription_filters,
         event_count=len(message.log_events),
         events_json=events_json,
-    )
-
-
-def _from_model(message: LogsMessage) -> DecodedMessage:
-    return DecodedMessage(
-        message_type=message.message_type,
-        owner=message.owner,
-        log_group=message.log_group,
-        log_stream=message.log_stream,
-        subscription_filters=message.subscription_filters,
-        event_count=len(message.log_events),
-        events_json=memoryview(pydantic_core.to_json(message.log_events)),
     )
 
 

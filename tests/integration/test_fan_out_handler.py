@@ -6,6 +6,7 @@ import base64
 import gzip
 import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -191,13 +192,20 @@ def test_a_batch_retried_while_its_parsers_still_run_completes_once(aws: LocalAw
         assert batch is not None and batch.status is BatchStatus.COMPLETE and batch.finished_tasks == 2
 
 
-def test_events_over_the_payload_limit_are_chunked_and_every_chunk_is_invoked(aws: LocalAws, tmp_path: Path) -> None:
-    # Given an 8 KiB async payload limit (enforced by the local invoker too) and 300 events
-    recorded: list[RecordingInvoker] = []
+def _recording_into(recorded: list[RecordingInvoker]) -> Callable[[FunctionInvoker], FunctionInvoker]:
+    """Wraps the invoker so the test sees every parser payload the fan-out sends."""
 
     def record(inner: FunctionInvoker) -> FunctionInvoker:
         recorded.append(RecordingInvoker(inner, PARSER))
         return recorded[0]
+
+    return record
+
+
+def test_events_over_the_payload_limit_are_chunked_and_every_chunk_is_invoked(aws: LocalAws, tmp_path: Path) -> None:
+    # Given an 8 KiB async payload limit (enforced by the local invoker too) and 300 events
+    recorded: list[RecordingInvoker] = []
+    record = _recording_into(recorded)
 
     with harness(aws, tmp_path, max_invoke_payload_bytes=8192, wrap_invoker=record) as h:
         _configure(h)
@@ -239,10 +247,7 @@ def test_records_as_cloudwatch_logs_writes_them_reach_the_parser_as_the_payload_
     # Given compact records (their events then travel as the very bytes the records hold), with characters
     # JSON escapes and wide ones, more than one 8 KiB payload can carry
     recorded: list[RecordingInvoker] = []
-
-    def record(inner: FunctionInvoker) -> FunctionInvoker:
-        recorded.append(RecordingInvoker(inner, PARSER))
-        return recorded[0]
+    record = _recording_into(recorded)
 
     with harness(aws, tmp_path, max_invoke_payload_bytes=8192, wrap_invoker=record) as h:
         _configure(h)
