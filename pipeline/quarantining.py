@@ -42,7 +42,7 @@ def _reason(stats: RuleStats, strikes: int, policy: QuarantinePolicy) -> str:
     return (
         f"the rule exceeded its time budget in {strikes} invocations within {policy.window_ms // 60_000} minutes "
         f"(last: {stats.timeouts} line evaluation(s) timed out, {stats.skipped_lines} line(s) skipped once its "
-        "budget ran out); edit the rule to lift the quarantine"
+        "budget ran out)"
     )
 
 

@@ -88,7 +88,7 @@ def test_an_edited_rule_is_not_quarantined_for_its_old_version(
 
 def test_a_rule_that_keeps_overrunning_is_quarantined_and_its_customer_told_once(aws: LocalAws, tmp_path: Path) -> None:
     # Given a catastrophic rule that slipped past vetting, beside a good rule and another customer
-    with harness(aws, tmp_path, rule_timeout_ms=20, parser_overrides={"quarantine": QuarantinePolicy(strikes=2)}) as h:
+    with harness(aws, tmp_path, parser_overrides={"quarantine": QuarantinePolicy(strikes=2)}) as h:
         h.config.put_customer(f.customer("acme", [ACME]))
         h.config.put_customer(f.customer("globex", [GLOBEX]))
         h.config.put_rule(f.rule("acme", "csv", CATASTROPHIC))
