@@ -141,7 +141,9 @@ def create_resources(
     kinesis = session.client("kinesis", **client_kwargs)
     sqs = session.client("sqs", **client_kwargs)
     sns = session.client("sns", **client_kwargs)
-    existing = set(dynamodb.list_tables()["TableNames"])
+    # A long-lived server (`local up`, a shared test server) holds more tables and streams than one
+    # listing page: tables are listed page by page, the stream is asked for by name.
+    existing = {name for page in dynamodb.get_paginator("list_tables").paginate() for name in page["TableNames"]}
     for table in _tables(names):
         if table["TableName"] not in existing:
             dynamodb.create_table(BillingMode="PAY_PER_REQUEST", **table)
@@ -149,7 +151,9 @@ def create_resources(
         dynamodb.update_time_to_live(
             TableName=ttl_table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
         )
-    if names.stream not in kinesis.list_streams()["StreamNames"]:
+    try:
+        kinesis.describe_stream_summary(StreamName=names.stream)
+    except kinesis.exceptions.ResourceNotFoundException:
         kinesis.create_stream(StreamName=names.stream, ShardCount=shards)
     stream_arn = kinesis.describe_stream_summary(StreamName=names.stream)["StreamDescriptionSummary"]["StreamARN"]
     queue_url = sqs.create_queue(QueueName=names.poison_queue)["QueueUrl"]

@@ -3,45 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from pipeline.adapters.dynamodb_api_keys import DynamoDBApiKeyStore
 from pipeline.api_keys import KEY_PATTERN, authenticate
 from pipeline.cli import main
 from pipeline.config import ResourceNames
-from pipeline.local.aws import create_resources
 from pipeline.observability import CountingMetrics
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-def table(server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A fresh config table (its own prefix) on the shared server; AWS_ENDPOINT_URL points at it."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", server)
-    session = boto3.session.Session(
-        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
-    )
-    names = ResourceNames(f"k{os.urandom(4).hex()}")
-    create_resources(session, names, endpoint_url=server)
-    monkeypatch.setenv("LOGFAN_CONFIG_TABLE", names.config_table)
-    yield names.config_table
+def table(endpoint: str, server_names: ResourceNames) -> str:
+    return server_names.config_table
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

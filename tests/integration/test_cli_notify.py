@@ -9,39 +9,12 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from pipeline.cli import main
-from pipeline.config import ResourceNames
-from pipeline.local.aws import create_resources
 from pipeline.signing import verify_signature
 from tests.receiver import LocalReceiver, Reply, local_receiver
 
 SECRET = "lfs_notify-test-secret-0123456789"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def endpoint(server: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A fresh config table on the shared server; AWS_ENDPOINT_URL points at it."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", server)
-    session = boto3.session.Session(
-        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
-    )
-    names = ResourceNames(f"t{os.urandom(4).hex()}")
-    create_resources(session, names, endpoint_url=server)
-    monkeypatch.setenv("LOGFAN_CONFIG_TABLE", names.config_table)
-    return server
 
 
 @pytest.fixture

@@ -6,44 +6,16 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
 import yaml
-from moto.server import ThreadedMotoServer
 
 from pipeline.cli import main
-from pipeline.config import ResourceNames
-from pipeline.local.aws import create_resources
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "https://hooks.slack.com/services/T0/B0/s3cr3t"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def endpoint(server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A fresh config table (its own prefix) on the shared server; AWS_ENDPOINT_URL points at it."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", server)
-    session = boto3.session.Session(
-        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
-    )
-    names = ResourceNames(f"t{os.urandom(4).hex()}")
-    create_resources(session, names, endpoint_url=server)
-    monkeypatch.setenv("LOGFAN_CONFIG_TABLE", names.config_table)
-    yield server
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

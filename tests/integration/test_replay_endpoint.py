@@ -8,40 +8,23 @@ matched is never matched nor notified again.
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from moto.server import ThreadedMotoServer
 
 from pipeline.cli import main
 from pipeline.config import ResourceNames
-from pipeline.local.aws import endpoint_aws
 from tests.factories import event, logs_message
 
 ACCOUNT = "111122223333"
 SLACK = "https://hooks.slack.com/services/T0/B0/s3cr3t"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-def prefix(server: str) -> str:
-    """Each test its own resources (tables, stream, queue) on the shared server, made as `local up` makes them."""
-    names = ResourceNames(f"t{os.urandom(4).hex()}")
-    endpoint_aws(server, names)
-    return names.prefix
+def prefix(server_names: ResourceNames) -> str:
+    """Each test its own resources on the shared server (AWS_ENDPOINT_URL left as the test sets it)."""
+    return server_names.prefix
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
