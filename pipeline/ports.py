@@ -144,7 +144,6 @@ class OutboxEntry:
     hold_until: int = 0
     """Epoch ms before which the dispatcher leaves a held notification alone."""
     error: str = ""
-    digest_id: str = ""
     held_for: str = ""
     """Why it is held: `window` (its rule's digest window; folds into a digest), `slot` (its
     channel's rate limit) or `retry` (a transient failure); the last two go out as themselves."""
@@ -168,8 +167,6 @@ class MatchStore(Protocol):
         run of the same notification recorded. Matches another notification owns are left out.
         """
         ...
-
-    def notification_status(self, notification_id: str) -> NotificationStatus | None: ...
 
     def load_notification(self, notification_id: str) -> OutboxEntry | None:
         """The notification as saved, with its status (a strongly consistent read)."""

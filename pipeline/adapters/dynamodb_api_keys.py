@@ -17,6 +17,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline.adapters.dynamodb_common import error_code, from_item, to_item, translate
+from pipeline.adapters.dynamodb_config import PROFILE_SK, customer_pk
 from pipeline.api_keys import ApiKey, StoredApiKey
 from pipeline.errors import ConfigurationError, ConflictError, NotFoundError
 
@@ -41,13 +42,7 @@ SDK_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_tim
 KEY_PK_PREFIX = "APIKEY#"
 KEY_SK = "#KEY"
 CUSTOMER_KEY_SK_PREFIX = "APIKEY#"
-_PROFILE_SK = "#PROFILE"
-"""The customer profile's sort key, as `dynamodb_config` writes it."""
 _STORAGE_ATTRIBUTES = ("pk", "sk")
-
-
-def _customer_pk(customer_id: str) -> str:
-    return f"CUSTOMER#{customer_id}"
 
 
 def _key_item_key(key_id: str) -> dict[str, Any]:
@@ -55,7 +50,7 @@ def _key_item_key(key_id: str) -> dict[str, Any]:
 
 
 def _listing_key(customer_id: str, key_id: str) -> dict[str, Any]:
-    return to_item({"pk": _customer_pk(customer_id), "sk": CUSTOMER_KEY_SK_PREFIX + key_id})
+    return to_item({"pk": customer_pk(customer_id), "sk": CUSTOMER_KEY_SK_PREFIX + key_id})
 
 
 def _document(item: dict[str, Any]) -> dict[str, Any]:
@@ -74,7 +69,7 @@ class DynamoDBApiKeyStore:
             {
                 "ConditionCheck": {
                     "TableName": self._table,
-                    "Key": to_item({"pk": _customer_pk(key.customer_id), "sk": _PROFILE_SK}),
+                    "Key": to_item({"pk": customer_pk(key.customer_id), "sk": PROFILE_SK}),
                     "ConditionExpression": "attribute_exists(pk)",
                 }
             },
@@ -95,7 +90,7 @@ class DynamoDBApiKeyStore:
                 "Put": {
                     "TableName": self._table,
                     "Item": to_item(
-                        {"pk": _customer_pk(key.customer_id), "sk": CUSTOMER_KEY_SK_PREFIX + key.key_id, **public}
+                        {"pk": customer_pk(key.customer_id), "sk": CUSTOMER_KEY_SK_PREFIX + key.key_id, **public}
                     ),
                     "ConditionExpression": "attribute_not_exists(pk)",
                 }
@@ -127,7 +122,7 @@ class DynamoDBApiKeyStore:
         request: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :key)",
-            "ExpressionAttributeValues": to_item({":pk": _customer_pk(customer_id), ":key": CUSTOMER_KEY_SK_PREFIX}),
+            "ExpressionAttributeValues": to_item({":pk": customer_pk(customer_id), ":key": CUSTOMER_KEY_SK_PREFIX}),
             "ConsistentRead": True,
         }
         keys: list[ApiKey] = []

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 SDK_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=3, read_timeout=10)
 
-__all__ = ["IAM_ACTIONS", "DynamoDBConfigStore", "config_store"]
+__all__ = ["IAM_ACTIONS", "PROFILE_SK", "RULE_PREFIX", "DynamoDBConfigStore", "config_store", "customer_pk"]
 
 IAM_ACTIONS = frozenset(
     {
@@ -64,7 +64,7 @@ DELIVERY_ERROR_MAX_CHARS = 500
 HEALTH_ATTEMPTS = 3
 
 
-def _customer_pk(customer_id: str) -> str:
+def customer_pk(customer_id: str) -> str:
     return f"CUSTOMER#{customer_id}"
 
 
@@ -77,11 +77,11 @@ def _principal_pk(principal: str) -> str:
 
 
 def _rule_key(customer_id: str, rule_id: str) -> dict[str, Any]:
-    return to_item({"pk": _customer_pk(customer_id), "sk": RULE_PREFIX + rule_id})
+    return to_item({"pk": customer_pk(customer_id), "sk": RULE_PREFIX + rule_id})
 
 
 def _profile_key(customer_id: str) -> dict[str, Any]:
-    return to_item({"pk": _customer_pk(customer_id), "sk": PROFILE_SK})
+    return to_item({"pk": customer_pk(customer_id), "sk": PROFILE_SK})
 
 
 def _customer_of(document: dict[str, Any]) -> Customer:
@@ -158,7 +158,7 @@ class DynamoDBConfigStore:
         request: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": to_item({":pk": _customer_pk(customer_id)}),
+            "ExpressionAttributeValues": to_item({":pk": customer_pk(customer_id)}),
         }
         profile: dict[str, Any] | None = None
         rules: list[Rule] = []
@@ -196,7 +196,7 @@ class DynamoDBConfigStore:
                     "TableName": self._table,
                     "Item": to_item(
                         {
-                            "pk": _customer_pk(customer.customer_id),
+                            "pk": customer_pk(customer.customer_id),
                             "sk": PROFILE_SK,
                             "updated_at": int(self._clock()),
                             **_customer_document(customer),
@@ -266,7 +266,7 @@ class DynamoDBConfigStore:
 
     def _rule_document(self, rule: Rule) -> dict[str, Any]:
         return {
-            "pk": _customer_pk(rule.customer_id),
+            "pk": customer_pk(rule.customer_id),
             "sk": RULE_PREFIX + rule.rule_id,
             **rule.model_dump(mode="json", exclude_none=True),
             "updated_at": int(self._clock()),
@@ -320,7 +320,7 @@ class DynamoDBConfigStore:
         request: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :rule)",
-            "ExpressionAttributeValues": to_item({":pk": _customer_pk(customer_id), ":rule": RULE_PREFIX}),
+            "ExpressionAttributeValues": to_item({":pk": customer_pk(customer_id), ":rule": RULE_PREFIX}),
             "ConsistentRead": True,
         }
         rules: list[Rule] = []

@@ -29,12 +29,12 @@ from pipeline.ports import NotificationStatus, OutboxEntry
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-__all__ = ["HELD_INDEX", "MAX_DIGEST_MEMBERS", "MESSAGE_MAX_BYTES", "DynamoDBMatchStore", "truncate_utf8"]
+__all__ = ["HELD_INDEX", "MESSAGE_MAX_BYTES", "DynamoDBMatchStore", "truncate_utf8"]
 
 IAM_ACTIONS = frozenset(
     {
         "dynamodb:PutItem",  # claim_matches, save_notification
-        "dynamodb:GetItem",  # notification_status, load_notification
+        "dynamodb:GetItem",  # load_notification
         "dynamodb:Query",  # held_notifications (the held-notifications index)
         "dynamodb:UpdateItem",  # fold_into_digest (the members' Updates inside its transaction)
         "dynamodb:Scan",  # iter_matches (reports)
@@ -56,8 +56,6 @@ def truncate_utf8(text: str, max_bytes: int) -> tuple[str, bool]:
 HELD_INDEX = "held-notifications"
 HELD_SHARD = "held"
 """One partition for the index: held notifications are few (alerts already fold per rule)."""
-MAX_DIGEST_MEMBERS = TRANSACTION_LIMIT - 1
-"""A digest and its members are written in one transaction of at most 100 actions."""
 
 
 def _notification_key(notification_id: str) -> str:
@@ -71,7 +69,6 @@ def _entry(document: dict[str, Any]) -> OutboxEntry:
         attempts=int(document.get("attempts", 0)),
         hold_until=int(document.get("hold_until", 0)),
         error=str(document.get("error", "")),
-        digest_id=str(document.get("digest_id", "")),
         held_for=str(document.get("held_for", "")),
     )
 
@@ -121,20 +118,6 @@ class DynamoDBMatchStore:
             if recorded:
                 claimed.append(match)
         return claimed
-
-    def notification_status(self, notification_id: str) -> NotificationStatus | None:
-        try:
-            response = self._client.get_item(
-                TableName=self._table,
-                Key=to_item({"match_key": _notification_key(notification_id)}),
-                ConsistentRead=True,
-                ProjectionExpression="#status",
-                ExpressionAttributeNames={"#status": "status"},
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, "read notification") from exc
-        item = response.get("Item")
-        return None if item is None else NotificationStatus(from_item(item)["status"])
 
     def load_notification(self, notification_id: str) -> OutboxEntry | None:
         try:
@@ -226,8 +209,9 @@ class DynamoDBMatchStore:
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def fold_into_digest(self, digest: Notification, members: Sequence[str], *, expires_at: int) -> bool:
-        if not 1 <= len(members) <= MAX_DIGEST_MEMBERS:
-            raise ValueError(f"a digest folds 1 to {MAX_DIGEST_MEMBERS} notifications, not {len(members)}")
+        # The digest's Put and one Update per member are a single transaction.
+        if not 1 <= len(members) < TRANSACTION_LIMIT:
+            raise ValueError(f"a digest folds 1 to {TRANSACTION_LIMIT - 1} notifications, not {len(members)}")
         actions: list[dict[str, Any]] = [
             {
                 "Put": {

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline.adapters.dynamodb_common import cancelled_by_condition, error_code, from_item, to_item, translate
-from pipeline.adapters.dynamodb_config import RULE_PREFIX
+from pipeline.adapters.dynamodb_config import RULE_PREFIX, customer_pk
 from pipeline.adapters.dynamodb_matches import DynamoDBMatchStore
 from pipeline.models import Notification, Rule
 from pipeline.ports import NotificationStatus
@@ -41,7 +41,7 @@ class DynamoDBRuleHealthStore:
         self._outbox = outbox
 
     def _key(self, customer_id: str, sk: str) -> dict[str, Any]:
-        return to_item({"pk": f"CUSTOMER#{customer_id}", "sk": sk})
+        return to_item({"pk": customer_pk(customer_id), "sk": sk})
 
     def record_strike(self, customer_id: str, rule_id: str, *, version: int, now_ms: int, window_ms: int) -> int:
         key = self._key(customer_id, STRIKES_PREFIX + rule_id)

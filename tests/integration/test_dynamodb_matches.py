@@ -106,17 +106,23 @@ def test_an_oversized_message_is_stored_truncated_on_a_character_boundary(aws: L
     )
 
 
+def _status(store: DynamoDBMatchStore, notification_id: str) -> NotificationStatus | None:
+    entry = store.load_notification(notification_id)
+    return None if entry is None else entry.status
+
+
 def test_notification_status_round_trip(aws: LocalAws) -> None:
     store = DynamoDBMatchStore(aws.dynamodb, "logfan-matches")
     notification = _notification()
 
-    unknown = store.notification_status("n-1")
+    unknown = _status(store, "n-1")
     store.save_notification(notification, NotificationStatus.PENDING, expires_at=EXPIRES_AT)
-    pending = store.notification_status("n-1")
+    pending = store.load_notification("n-1")
     store.save_notification(notification, NotificationStatus.SENT, expires_at=EXPIRES_AT)
-    sent = store.notification_status("n-1")
+    sent = _status(store, "n-1")
 
-    assert (unknown, pending, sent) == (None, NotificationStatus.PENDING, NotificationStatus.SENT)
+    assert pending is not None and pending.notification == notification
+    assert (unknown, pending.status, sent) == (None, NotificationStatus.PENDING, NotificationStatus.SENT)
     assert list(store.iter_matches()) == []  # notifications are not matches
 
 
@@ -125,7 +131,7 @@ def test_a_failed_notification_keeps_its_error(aws: LocalAws) -> None:
 
     store.save_notification(_notification("n-2"), NotificationStatus.FAILED, expires_at=EXPIRES_AT, error="HTTP 410")
 
-    assert store.notification_status("n-2") is NotificationStatus.FAILED
+    assert _status(store, "n-2") is NotificationStatus.FAILED
     item = aws.dynamodb.get_item(TableName="logfan-matches", Key=to_item({"match_key": "notification#n-2"}))["Item"]
     document = from_item(item)
     assert document["error"] == "HTTP 410"

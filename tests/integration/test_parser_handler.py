@@ -188,7 +188,8 @@ def test_a_transient_channel_failure_is_held_and_the_dispatcher_sends_it_once(aw
         assert notification["notification_id"] == held.notification.notification_id
         assert notification["count"] == 2
         assert notifiers[0].attempts == Counter({notification["notification_id"]: 2})
-        assert h.matches.notification_status(notification["notification_id"]) is NotificationStatus.SENT
+        sent = h.matches.load_notification(notification["notification_id"])
+        assert sent is not None and sent.status is NotificationStatus.SENT
         assert h.matches.unnotified() == []
         assert h.dispatch(drain=True).due == 0
 
@@ -213,7 +214,8 @@ def test_a_permanent_channel_failure_finishes_the_subtask_without_retrying(aws: 
         assert h.notification_lines() == []
         ((notification_id, attempts),) = notifiers[0].attempts.items()
         assert attempts == 1
-        assert h.matches.notification_status(notification_id) is NotificationStatus.FAILED
+        failed = h.matches.load_notification(notification_id)
+        assert failed is not None and failed.status is NotificationStatus.FAILED
         subtask = h.tracking.get_subtask(_batch_id(event), "acme#0000")
         assert subtask is not None and subtask.status is SubTaskStatus.FINISHED
         _assert_complete_once(h, _batch_id(event), total_tasks=1)
